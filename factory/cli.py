@@ -1,0 +1,215 @@
+"""The `factory` command: parse, call, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from factory import log
+from factory.config import Flags
+from factory.errors import FactoryError
+
+app = typer.Typer(
+    help="Build OpenStack Trove guest images as a stack of cached DIB layers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+layers_app = typer.Typer(help="Inspect and manage built layers.", no_args_is_help=True)
+builder_app = typer.Typer(help="The builder image (DIB and its tools).", no_args_is_help=True)
+app.add_typer(layers_app, name="layers")
+app.add_typer(builder_app, name="builder")
+
+Distro = Annotated[Optional[str], typer.Option("--distro", help="debian, ubuntu, fedora (see `factory elements`)")]
+Release = Annotated[Optional[str], typer.Option("--release", help="Distro release; default per distro.")]
+Arch = Annotated[Optional[str], typer.Option("--arch", help="amd64 (default) or arm64.")]
+Datastore = Annotated[Optional[str], typer.Option("--datastore", help="e.g. postgresql, mariadb, redis.")]
+DatastoreVersion = Annotated[Optional[str], typer.Option("--datastore-version", help="Where the distro offers several.")]
+AgentSource = Annotated[Optional[str], typer.Option("--agent-source", help="Guest agent source: pypi:VERSION, path:DIR, git:URL@REF.")]
+Element = Annotated[list[str], typer.Option("--element", help="Extra DIB element (repeatable).")]
+Package = Annotated[list[str], typer.Option("--package", "-p", help="Extra package to install (repeatable), like DIB's -p.")]
+Env = Annotated[list[str], typer.Option("--env", help="KEY=VALUE for the elements (repeatable).")]
+ImageSize = Annotated[Optional[str], typer.Option("--image-size", help="Disk size, e.g. 3G; default: from the tree, as DIB.")]
+Format = Annotated[list[str], typer.Option("--format", "-t", help="qcow2 (default), raw, tar, ... (repeatable or comma-separated).")]
+Output = Annotated[Optional[str], typer.Option("--output", "-o", help="Directory for artifacts (default ./out).")]
+Config = Annotated[Optional[Path], typer.Option("--config", help="factory.yaml with defaults and a target matrix.")]
+
+
+def _flags(**kw) -> Flags:
+    return Flags(
+        distro=kw["distro"], release=kw["release"], arch=kw["arch"], datastore=kw["datastore"],
+        datastore_version=kw["datastore_version"], agent_source=kw["agent_source"],
+        elements=list(kw["element"] or []), packages=list(kw["package"] or []), env=list(kw["env"] or []),
+        image_size=kw["image_size"], formats=list(kw["format"] or []), output=kw["output"], config=kw["config"],
+    )
+
+
+def _fail(message: str, code: int = 2) -> None:
+    for line in str(message).splitlines() or [""]:
+        typer.echo(f"error: {line}", err=True)
+    raise typer.Exit(code)
+
+
+def _not_yet(what: str) -> None:
+    _fail(f"{what} is not available yet in this version of the factory", code=3)
+
+
+@app.callback()
+def main(
+    log_format: Annotated[str, typer.Option("--log-format", help="console (default) or json.")] = "console",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show DIB phase output live.")] = False,
+) -> None:
+    if log_format not in ("console", "json"):
+        _fail(f"--log-format '{log_format}' is not known; use console or json")
+    log.setup(log_format, verbose)
+
+
+def _targets(flags: Flags):
+    from factory import plan as planning
+
+    return planning.checked_targets(flags)
+
+
+@app.command()
+def build(
+    distro: Distro = None, release: Release = None, arch: Arch = None, datastore: Datastore = None,
+    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, element: Element = [],
+    package: Package = [], env: Env = [], image_size: ImageSize = None, format: Format = [],
+    output: Output = None, config: Config = None,
+    refresh: Annotated[list[str], typer.Option("--refresh", help="Rebuild this layer (and those above) even if cached.")] = [],
+    base: Annotated[Optional[str], typer.Option("--base", help="Builder base image, or 'bootstrap'.")] = None,
+) -> None:
+    """Build the image(s) for a target: missing layers bottom-up, then the artifact."""
+    from factory import build as building
+
+    try:
+        targets = _targets(_flags(**locals()))
+        for target in targets:
+            building.build(target, refresh=refresh, builder_base=base)
+    except FactoryError as e:
+        _fail(str(e))
+
+
+@app.command()
+def plan(
+    distro: Distro = None, release: Release = None, arch: Arch = None, datastore: Datastore = None,
+    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, element: Element = [],
+    package: Package = [], env: Env = [], image_size: ImageSize = None, format: Format = [],
+    output: Output = None, config: Config = None,
+    as_: Annotated[str, typer.Option("--as", help="table (default) or json.")] = "table",
+    base: Annotated[Optional[str], typer.Option("--base", help="Builder base image, or 'bootstrap'.")] = None,
+) -> None:
+    """Show the layer stack for a target: keys, elements, phases, cache state."""
+    from factory import plan as planning
+
+    if as_ not in ("table", "json"):
+        _fail(f"--as '{as_}' is not known; use table or json")
+    try:
+        kw = dict(locals())
+        targets = _targets(_flags(**kw))
+        plans = [planning.plan_with_cache(t, builder_base=base) for t in targets]
+    except FactoryError as e:
+        _fail(str(e))
+    if as_ == "json":
+        typer.echo(json.dumps([p.to_json() for p in plans], indent=2))
+    else:
+        for p in plans:
+            planning.print_plan(p)
+
+
+@layers_app.command("ls")
+def layers_ls(as_: Annotated[str, typer.Option("--as", help="table or json.")] = "table") -> None:
+    """List layers in the local store."""
+    from factory.store import local
+
+    try:
+        rows = local.list_layers()
+    except FactoryError as e:
+        _fail(str(e))
+    if as_ == "json":
+        typer.echo(json.dumps([r.to_json() for r in rows], indent=2))
+    else:
+        local.print_layers(rows)
+
+
+@layers_app.command("rm")
+def layers_rm(keys: Annotated[list[str], typer.Argument(help="Layer keys (or unique prefixes).")]) -> None:
+    """Remove layers from the local store (and the layers built on them)."""
+    from factory.store import local
+
+    try:
+        for removed in local.remove(keys):
+            typer.echo(f"removed {removed}")
+    except FactoryError as e:
+        _fail(str(e))
+
+
+@layers_app.command("prune")
+def layers_prune(
+    older_than: Annotated[Optional[str], typer.Option("--older-than", help="e.g. 30d, 12h; default: all unused.")] = None,
+) -> None:
+    """Remove layers not used for a while (never one a kept layer builds on)."""
+    from factory.store import local
+
+    try:
+        for removed in local.prune(older_than):
+            typer.echo(f"removed {removed}")
+    except FactoryError as e:
+        _fail(str(e))
+
+
+@builder_app.command("build")
+def builder_build(
+    base: Annotated[Optional[str], typer.Option("--base", help="Base image, or 'bootstrap' to make it from the Debian archive.")] = None,
+    ca_bundle: Annotated[Optional[str], typer.Option("--ca-bundle", help="CA bundle lent to builds (default: the host's).")] = None,
+) -> None:
+    """Build (or find) the builder image."""
+    from factory.engine.builder import ensure_builder
+    from factory.trust import host_trust
+
+    try:
+        image = ensure_builder(host_trust(ca_bundle), base=base, verbose=log.VERBOSE)
+    except FactoryError as e:
+        _fail(str(e))
+    typer.echo(f"{image.tag} {image.id} {'built' if image.built else 'reused'}")
+
+
+@app.command()
+def elements(as_: Annotated[str, typer.Option("--as", help="table or json.")] = "table") -> None:
+    """The support matrix: distros and their datastores, from the elements present."""
+    from factory.config import catalog
+    from factory.elements import search_path
+
+    try:
+        cat = catalog(search_path())
+    except FactoryError as e:
+        _fail(str(e))
+    if as_ == "json":
+        typer.echo(json.dumps({d: list(s) for d, s in cat.distros.items()}, indent=2))
+        return
+    for distro, stores in cat.distros.items():
+        release = cat.default_releases.get(distro, "?")
+        typer.echo(f"{distro:10} (default release {release}): {', '.join(stores) or '-'}")
+
+
+@app.command()
+def verify(artifact: Annotated[Path, typer.Argument(help="The image (or its manifest) to boot.")]) -> None:
+    """Boot an image under qemu with a ConfigDrive and check the Trove guest comes up."""
+    _not_yet("factory verify (booting an image)")
+
+
+@app.command()
+def publish(
+    artifact: Annotated[Path, typer.Argument(help="The image to publish.")],
+    to: Annotated[list[str], typer.Option("--to", help="glance, s3://BUCKET/PREFIX, swift://CONTAINER/PREFIX, or a directory.")] = [],
+) -> None:
+    """Publish an artifact to Glance, S3, Swift or a directory."""
+    _not_yet("factory publish")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""Where things run: the container engine, the builder image, DIB's phase contract."""

@@ -1,0 +1,53 @@
+"""The container engine, through the Docker Engine API (docker SDK).
+
+Podman's Docker-compatible socket answers the same calls; nothing here uses a
+Docker-only endpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+
+import docker
+from docker.errors import DockerException
+
+from factory.errors import FactoryError
+
+
+@functools.lru_cache(maxsize=1)
+def client() -> docker.DockerClient:
+    try:
+        c = docker.from_env(timeout=600)
+        c.ping()
+    except DockerException as e:
+        host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise FactoryError(
+            f"no container engine answers at {host}; start dockerd (./factory.sh does) or set DOCKER_HOST"
+        ) from e
+    return c
+
+
+def image_exists(ref: str) -> bool:
+    try:
+        client().images.get(ref)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def buildkit_cli() -> str:
+    """A docker CLI that can run a BuildKit build (needed for build secrets).
+
+    Docker CLIs before 23 carry BuildKit themselves; later ones need buildx."""
+    candidates = [c for c in (shutil.which("docker"), "/usr/bin/docker") if c and os.path.exists(c)]
+    for cli in dict.fromkeys(candidates):
+        if subprocess.run([cli, "buildx", "version"], capture_output=True).returncode == 0:
+            return cli
+        out = subprocess.run([cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True)
+        major = out.stdout.strip().split(".")[0]
+        if major.isdigit() and int(major) < 23:
+            return cli
+    raise FactoryError("no docker CLI with BuildKit found; install docker.io (Debian) or the buildx plugin")

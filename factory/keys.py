@@ -1,0 +1,39 @@
+"""The layer key: sha256 of everything that can change a layer's bytes.
+
+Pure: the same inputs give the same key on every machine. A clock never enters
+a key; rebuilding on purpose (security updates) is `--refresh`, not time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+KEY_SCHEMA = 1  # bump when the meaning of the inputs changes
+
+
+@dataclass(frozen=True)
+class KeyInputs:
+    layer: str
+    parent: str | None  # the parent layer's key
+    phases: tuple[str, ...]
+    elements: dict[str, str]  # element name -> tree hash (new and environment.d-sourced ones)
+    new_elements: tuple[str, ...]  # the elements whose hooks this layer runs
+    dib_version: str
+    builder_image: str  # the builder image's id
+    env: dict[str, str]  # the explicit environment handed to this layer's elements
+    host_inputs: dict[str, str] = field(default_factory=dict)  # env value (host path) -> content hash
+    packages: tuple[str, ...] = ()
+
+    def canonical(self) -> str:
+        data = asdict(self)
+        data["schema"] = KEY_SCHEMA
+        data["phases"] = list(self.phases)
+        data["new_elements"] = sorted(self.new_elements)
+        data["packages"] = list(self.packages)
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def layer_key(inputs: KeyInputs) -> str:
+    return hashlib.sha256(inputs.canonical().encode()).hexdigest()

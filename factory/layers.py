@@ -1,0 +1,104 @@
+"""The layer stack, read from layers/*.yaml.
+
+Each file declares one layer: its name, the DIB phases it runs and the elements
+it brings (templates over the target's distro, release, datastore, arch). Files
+are stacked in file-name order; each layer's parent is the one before it, so a
+site layer `25-site-hardening.yaml` slots between guest and datastore.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from factory.errors import FactoryError
+
+# DIB's phases, in disk-image-create's order. "inside" phases run in the target.
+BUILD_PHASES = ("root", "extra-data", "pre-install", "install", "post-install", "post-root")
+ASSEMBLE_PHASES = ("block-device", "pre-finalise", "finalise", "cleanup")
+ALL_PHASES = BUILD_PHASES + ASSEMBLE_PHASES
+INSIDE_PHASES = frozenset({"pre-install", "install", "post-install", "finalise"})
+
+_FIELD = re.compile(r"\{(\w+)\}")
+TEMPLATE_FIELDS = frozenset({"distro", "release", "datastore", "arch"})
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str
+    phases: tuple[str, ...]
+    elements: tuple[str, ...]  # templates, e.g. "{distro}-guest"
+    env: tuple[str, ...] = ()  # target settings this layer's elements receive
+    rerun: tuple[str, ...] = ()  # lower elements whose hooks act on each layer's elements
+    extra_elements: bool = False  # the user's --element values land here
+    extra_packages: bool = False  # the user's --package values land here
+    source: Path | None = field(default=None, compare=False)
+
+    def element_names(self, values: dict[str, str]) -> list[str]:
+        return [render(t, values) for t in self.elements]
+
+
+def render(template: str, values: dict[str, str]) -> str:
+    def sub(m: re.Match) -> str:
+        key = m.group(1)
+        if key not in values or values[key] is None:
+            raise FactoryError(f"layer template '{template}' needs '{key}', which the target does not set")
+        return str(values[key])
+
+    return _FIELD.sub(sub, template)
+
+
+def _parse(path: Path) -> LayerSpec:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise FactoryError(f"{path}: not valid YAML ({e.__class__.__name__}); fix the file") from e
+    if not isinstance(data, dict) or "name" not in data:
+        raise FactoryError(f"{path}: a layer file needs at least 'name', 'phases' and 'elements'")
+    phases = tuple(data.get("phases") or ())
+    bad = [p for p in phases if p not in BUILD_PHASES]
+    if bad:
+        raise FactoryError(f"{path}: unknown phase(s) {', '.join(bad)}; a layer runs some of: {', '.join(BUILD_PHASES)}")
+    elements = tuple(str(e) for e in data.get("elements") or ())
+    for e in elements:
+        unknown = set(_FIELD.findall(e)) - TEMPLATE_FIELDS
+        if unknown:
+            raise FactoryError(f"{path}: element '{e}' uses {sorted(unknown)}; templates may use {sorted(TEMPLATE_FIELDS)}")
+    return LayerSpec(
+        name=str(data["name"]),
+        phases=phases,
+        elements=elements,
+        env=tuple(data.get("env") or ()),
+        rerun=tuple(data.get("rerun") or ()),
+        extra_elements=bool(data.get("extra_elements", False)),
+        extra_packages=bool(data.get("extra_packages", False)),
+        source=path,
+    )
+
+
+def load_stack(layers_dir: Path) -> list[LayerSpec]:
+    files = sorted(p for p in layers_dir.glob("*.yaml") if not p.name.startswith("_"))
+    if not files:
+        raise FactoryError(f"no layer files in {layers_dir}; the stack needs at least a base layer")
+    stack = [_parse(p) for p in files]
+    names = [layer.name for layer in stack]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise FactoryError(f"layer name(s) {', '.join(sorted(dupes))} declared twice in {layers_dir}")
+    if "root" not in stack[0].phases:
+        raise FactoryError(f"{stack[0].source}: the first layer must run the 'root' phase (it makes the initial tree)")
+    for layer in stack[1:]:
+        if "root" in layer.phases:
+            raise FactoryError(f"{layer.source}: only the first layer may run the 'root' phase")
+    return stack
+
+
+def load_meta(layers_dir: Path) -> dict:
+    """Distro facts shared by the stack (default releases), from layers/_distros.yaml."""
+    path = layers_dir / "_distros.yaml"
+    if not path.exists():
+        return {}
+    return yaml.safe_load(path.read_text()) or {}

@@ -1,0 +1,51 @@
+"""Logging: structlog, human console by default, JSON lines for CI."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+import structlog
+
+# Values that must never reach a log line, whatever a caller passes.
+_SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY$|^OS_|^AWS_)", re.I)
+VERBOSE = False
+
+
+def redact(env: dict[str, str]) -> dict[str, str]:
+    return {k: ("***" if _SECRET_NAME.search(k) else v) for k, v in env.items()}
+
+
+def _redact_processor(_logger, _name, event: dict) -> dict:
+    for key in list(event):
+        if _SECRET_NAME.search(key):
+            event[key] = "***"
+        elif isinstance(event[key], dict):
+            event[key] = redact({str(k): v for k, v in event[key].items()})
+    return event
+
+
+def setup(fmt: str = "console", verbose: bool = False) -> None:
+    global VERBOSE
+    VERBOSE = verbose
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S" if fmt != "json" else "iso"),
+            _redact_processor,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if verbose else logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get(name: str = "factory"):
+    return structlog.get_logger(name)

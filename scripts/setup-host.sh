@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Prepare this Debian host for the factory, idempotently: system packages, a
+# running container engine, and the virtualenv with the factory installed.
+# A second run finds everything in place and changes nothing.
+#   scripts/setup-host.sh [--test]     (--test also installs the test extra)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv="$here/.venv"
+extra=""
+[ "${1:-}" = "--test" ] && extra="[test]"
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# 1. Debian packages the host needs.
+packages=(docker.io mmdebstrap debootstrap qemu-utils qemu-system-x86 python3 python3-venv
+          ca-certificates e2fsprogs dosfstools util-linux)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    as_root apt-get update -q >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# 2. A container engine that answers. Use the host's if one runs; otherwise
+#    start dockerd and wait for it.
+docker_cli=/usr/bin/docker
+[ -x "$docker_cli" ] || docker_cli=$(command -v docker)
+if ! "$docker_cli" info >/dev/null 2>&1; then
+    if command -v systemctl >/dev/null && systemctl is-system-running >/dev/null 2>&1; then
+        say "starting docker.service"
+        as_root systemctl start docker
+    else
+        say "starting dockerd (log: /var/log/factory-dockerd.log)"
+        as_root sh -c 'nohup dockerd >/var/log/factory-dockerd.log 2>&1 &'
+    fi
+    for _ in $(seq 1 60); do
+        "$docker_cli" info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    "$docker_cli" info >/dev/null 2>&1 || { say "dockerd did not answer within 60 s; see /var/log/factory-dockerd.log"; exit 1; }
+fi
+
+# 3. The virtualenv, reinstalled only when pyproject.toml (or the extra) changed.
+python=python3
+[ -x /usr/bin/python3 ] && ! command -v python3 >/dev/null && python=/usr/bin/python3
+stamp="$venv/.factory-installed"
+want="$(sha256sum "$here/pyproject.toml" | cut -d' ' -f1)$extra"
+if [ ! -x "$venv/bin/factory" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    say "installing the factory into $venv"
+    [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+    "$venv/bin/pip" install -q --upgrade pip >/dev/null
+    "$venv/bin/pip" install -q -e "$here$extra"
+    echo "$want" > "$stamp"
+fi
