@@ -1,0 +1,139 @@
+"""`factory build`: missing layers bottom-up, cached ones reused, then the output."""
+
+from __future__ import annotations
+
+import fcntl
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from factory import log
+from factory.config import Target
+from factory.elements import search_path
+from factory.engine import layer as engine
+from factory.engine.builder import ensure_builder
+from factory.engine.docker import client, image_exists
+from factory.errors import FactoryError
+from factory.plan import Plan, plan_stack
+from factory.settings import state_dir
+from factory.trust import host_trust
+
+_log = log.get("build")
+
+
+@contextmanager
+def _layer_lock(key: str):
+    """One build per layer key on this host; a second build waits, then reuses."""
+    locks = state_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with open(locks / f"{key}.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _log.info("another build is making this layer; waiting for it", key=key[:16])
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so every `finally` releases what it started."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def build_layers(plan: Plan, refresh: list[str], verbose: bool) -> list[dict]:
+    unknown = set(refresh) - {l.name for l in plan.layers}
+    if unknown:
+        raise FactoryError(f"--refresh {', '.join(sorted(unknown))}: no such layer; layers are {', '.join(l.name for l in plan.layers)}")
+    paths = search_path()
+    trust = host_trust()
+    summary: list[dict] = []
+    parent: str | None = None
+    forcing = False
+    for layer in plan.layers:
+        forcing = forcing or layer.name in refresh
+        started = time.monotonic()
+        if image_exists(layer.tag) and not forcing:
+            _log.info("layer cached", layer=layer.name, key=layer.key[:16])
+            summary.append({"layer": layer.name, "key": layer.key, "state": "cached", "seconds": time.monotonic() - started})
+            parent = layer.tag
+            continue
+        with _layer_lock(layer.key):
+            if image_exists(layer.tag) and not forcing:
+                summary.append({"layer": layer.name, "key": layer.key, "state": "cached (built by another run)", "seconds": time.monotonic() - started})
+            else:
+                _log.info("building layer", layer=layer.name, key=layer.key[:16], elements=" ".join(sorted(layer.runs)))
+                result = engine.build_layer(
+                    layer, parent, builder_image=plan.builder_image, trust=trust, element_paths=paths,
+                    workroot=state_dir() / "work", logdir=state_dir() / "logs", target_name=plan.target.name,
+                    verbose=verbose,
+                )
+                _log.info("layer built", layer=layer.name, seconds=round(result.seconds, 1),
+                          phases=", ".join(f"{p.phase} {p.seconds:.0f}s" for p in result.phases))
+                summary.append({"layer": layer.name, "key": layer.key, "state": "built", "seconds": result.seconds})
+        parent = layer.tag
+    return summary
+
+
+def export_tar(image: str, dest: Path) -> Path:
+    """The top layer's tree as a rootfs tarball (DIB's -t tar), written atomically."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".part")
+    container = client().containers.create(image, command=["/bin/true"], entrypoint=[], labels={f"{engine.LABEL}.export": "1"})
+    try:
+        with open(partial, "wb") as f:
+            for chunk in container.export():
+                f.write(chunk)
+        partial.rename(dest)
+    finally:
+        container.remove(force=True)
+        partial.unlink(missing_ok=True)
+    return dest
+
+
+def print_summary(summary: list[dict], total: float) -> None:
+    table = Table(title=f"layers ({total:.1f}s in all)", title_justify="left")
+    for col in ("layer", "key", "result", "seconds"):
+        table.add_column(col)
+    for row in summary:
+        table.add_row(row["layer"], row["key"][:16], row["state"], f"{row['seconds']:.1f}")
+    Console(stderr=True).print(table)
+
+
+def build(target: Target, refresh: list[str] | None = None, builder_base: str | None = None) -> list[Path]:
+    _terminate_on_sigterm()
+    started = time.monotonic()
+    wanted_disk = [f for f in target.formats if f != "tar"]
+    if wanted_disk:
+        # Fail before minutes of work, not after.
+        raise FactoryError(
+            f"disk image assembly ({', '.join(wanted_disk)}) is not available yet in this version; pass --format tar for the rootfs tarball"
+        )
+    orphans = engine.sweep_orphans()
+    if orphans:
+        _log.info("removed containers left by an interrupted build", count=orphans)
+    builder = ensure_builder(host_trust(), base=builder_base, verbose=log.VERBOSE)
+    plan = plan_stack(target, builder.id)
+    summary = build_layers(plan, refresh or [], log.VERBOSE)
+    outputs: list[Path] = []
+    top = plan.layers[-1]
+    if "tar" in target.formats:
+        dest = Path(target.output) / f"{target.name}-{top.key[:12]}.tar"
+        if dest.exists():
+            _log.info("rootfs tarball already there", path=str(dest))
+        else:
+            export_tar(top.tag, dest)
+            _log.info("rootfs tarball written", path=str(dest), mib=round(dest.stat().st_size / 2**20, 1))
+        outputs.append(dest)
+    print_summary(summary, time.monotonic() - started)
+    return outputs

@@ -1,0 +1,118 @@
+"""DIB's phase contract: the hooks tree a layer runs, and the environment its
+hooks see, as disk-image-create lays them out.
+
+Hooks tree (TMP_HOOKS_PATH): every element visible to the layer contributes
+its environment.d, bin/ and other folders; only the elements the layer runs
+contribute phase folders. Two elements with the same hook name in one folder
+are an error naming both, as in DIB.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from factory.elements import Element, dib_lib_dir
+from factory.errors import FactoryError
+from factory.layers import ALL_PHASES
+
+PHASE_DIRS = frozenset(f"{p}.d" for p in ALL_PHASES)
+SKIPPED_DIRS = frozenset({"tests", "test-elements", "__pycache__"})
+
+# Paths inside the containers.
+HOOKS_IN_BUILDER = "/tmp/factory/hooks"
+TARGET_IN_BUILDER = "/tmp/factory/mnt"
+WORK_IN_BUILDER = "/tmp/factory/work"
+HOOKS_IN_TARGET = "/tmp/in_target.d"
+PHASE_RUNNER = "/tmp/factory/dib-phase"
+RUNNER_SOURCE = Path(__file__).with_name("dib-phase")
+
+
+def make_hooks(dest: Path, visible: dict[str, Element], runs: dict[str, Element], phases: tuple[str, ...]) -> None:
+    """Lay out TMP_HOOKS_PATH for a layer (or for the assembly, with all phases)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    owner: dict[str, str] = {}  # "dir/hook" -> element that brought it
+    wanted_phase_dirs = {f"{p}.d" for p in phases}
+    for name in sorted(visible):
+        element = visible[name]
+        for entry in sorted(element.path.iterdir()):
+            if entry.is_dir():
+                if entry.name in SKIPPED_DIRS:
+                    continue
+                if entry.name in PHASE_DIRS and (name not in runs or entry.name not in wanted_phase_dirs):
+                    continue
+                target = dest / entry.name
+                target.mkdir(exist_ok=True)
+                for hook in sorted(entry.iterdir()):
+                    rel = f"{entry.name}/{hook.name}"
+                    if rel in owner:
+                        raise FactoryError(
+                            f"duplicate hook {rel}: elements '{owner[rel]}' and '{name}' both provide it; rename one of them"
+                        )
+                    owner[rel] = name
+                    if hook.is_dir() and not hook.is_symlink():
+                        shutil.copytree(hook, target / hook.name, symlinks=True)
+                    else:
+                        shutil.copy2(hook, target / hook.name, follow_symlinks=False)
+            elif entry.is_file() and not entry.name.endswith(".pyc"):
+                shutil.copy2(entry, dest / entry.name)
+    # DIB hands the install type to the chroot this way; keep the same file.
+    envd = dest / "environment.d"
+    envd.mkdir(exist_ok=True)
+    (envd / "11-dib-install-type.bash").write_text(
+        'export DIB_DEFAULT_INSTALLTYPE=${DIB_DEFAULT_INSTALLTYPE:-"source"}\n'
+    )
+    # The in-target runner, as disk-image-create copies it next to the hooks.
+    shutil.copy2(dib_lib_dir() / "dib-run-parts", dest / "dib-run-parts")
+
+
+def element_yaml(elements: dict[str, Element]) -> str:
+    return yaml.safe_dump({n: str(e.path) for n, e in sorted(elements.items())}, default_flow_style=True).strip()
+
+
+def contract_env(layer_env: dict[str, str], runs: dict[str, Element], element_paths: list[Path], debug: bool) -> dict[str, str]:
+    """Variables disk-image-create exports to every hook (outside and inside)."""
+    env = {
+        "LC_ALL": "C",
+        "DIB_DEBUG_TRACE": "1" if debug else "0",
+        "DIB_NO_TMPFS": "1",
+        "DIB_APT_LOCAL_CACHE": "0",  # DIB bind-mounts a host apt cache into the tree; layers must not carry mounts
+        "DIB_DEFAULT_INSTALLTYPE": "source",
+        "DIB_CHECKSUM": "0",
+        "DIB_OFFLINE": "",
+        "FS_TYPE": "ext4",
+        "IMAGE_TYPE": "qcow2",
+        "IMAGE_NAME": "image",
+        "IMAGE_ELEMENT": " ".join(sorted(runs)),
+        "IMAGE_ELEMENT_YAML": element_yaml(runs),
+        "FACTORY_ELEMENT_ARRAY": " ".join(f"[{n}]={e.path}" for n, e in sorted(runs.items())),
+        "ELEMENTS_PATH": ":".join(str(p) for p in element_paths),
+        "TMP_HOOKS_PATH": HOOKS_IN_BUILDER,
+        "TARGET_ROOT": TARGET_IN_BUILDER,
+        "TMP_MOUNT_PATH": TARGET_IN_BUILDER,
+        "TMP_BUILD_DIR": WORK_IN_BUILDER,
+        "TMP_IMAGE_DIR": WORK_IN_BUILDER + "/image",
+        "DIB_IMAGE_CACHE": WORK_IN_BUILDER + "/cache",
+        "DIB_LOCKFILES": WORK_IN_BUILDER + "/locks",
+    }
+    env.update(layer_env)
+    return env
+
+
+def in_target_command(phase: str) -> list[str]:
+    # As DIB's run_in_target: no TMPDIR or VIRTUAL_ENV from outside, a full PATH;
+    # element bin/ folders come last on PATH.
+    script = (
+        f'[ -d {HOOKS_IN_TARGET}/{phase}.d ] || exit 0; '
+        f'exec env -u TMPDIR -u VIRTUAL_ENV '
+        f'PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{HOOKS_IN_TARGET}/bin" '
+        f'{HOOKS_IN_TARGET}/dib-run-parts {HOOKS_IN_TARGET}/{phase}.d'
+    )
+    return ["/bin/sh", "-c", script]
+
+
+def has_hooks(hooks: Path, phase: str) -> bool:
+    d = hooks / f"{phase}.d"
+    return d.is_dir() and any(d.iterdir())
