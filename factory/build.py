@@ -18,6 +18,7 @@ from factory.engine import layer as engine
 from factory.engine.builder import ensure_builder
 from factory.engine.docker import client, image_exists
 from factory.errors import FactoryError
+from factory.layers import load_meta
 from factory.plan import Plan, plan_stack
 from factory.settings import state_dir
 from factory.trust import host_trust
@@ -51,12 +52,21 @@ def _terminate_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _cache_dir() -> Path:
+    path = state_dir() / "dib-cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def build_layers(plan: Plan, refresh: list[str], verbose: bool) -> list[dict]:
     unknown = set(refresh) - {l.name for l in plan.layers}
     if unknown:
         raise FactoryError(f"--refresh {', '.join(sorted(unknown))}: no such layer; layers are {', '.join(l.name for l in plan.layers)}")
     paths = search_path()
     trust = host_trust()
+    # DIB's own layout for its shared apt cache: $DIB_IMAGE_CACHE/apt/<distro>.
+    inside = load_meta().get(plan.target.distro, {}).get("package_cache")
+    package_cache = (_cache_dir() / "apt" / plan.target.distro, inside) if inside else None
     summary: list[dict] = []
     parent: str | None = None
     forcing = False
@@ -76,7 +86,7 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool) -> list[dict]:
                 result = engine.build_layer(
                     layer, parent, builder_image=plan.builder_image, trust=trust, element_paths=paths,
                     workroot=state_dir() / "work", logdir=state_dir() / "logs", target_name=plan.target.name,
-                    verbose=verbose,
+                    verbose=verbose, cache_dir=_cache_dir(), package_cache=package_cache,
                 )
                 _log.info("layer built", layer=layer.name, seconds=round(result.seconds, 1),
                           phases=", ".join(f"{p.phase} {p.seconds:.0f}s" for p in result.phases))

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import yaml
 
-from factory import LAYERS_DIR
 from factory.errors import FactoryError
 
 ARCHES = ("amd64", "arm64")
@@ -242,7 +241,7 @@ def load_targets(flags: Flags) -> list[Target]:
     return targets
 
 
-def catalog(element_dirs: list[Path], layers_dir: Path = LAYERS_DIR) -> Catalog:
+def catalog(element_dirs: list[Path], layers_dir: Path | list[Path] | None = None) -> Catalog:
     """Distros and datastores, derived from the layer templates and the elements present.
 
     A distro is valid when the guest layer's element template names an element

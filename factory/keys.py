@@ -21,6 +21,7 @@ class KeyInputs:
     elements: dict[str, str]  # element name -> tree hash (new and environment.d-sourced ones)
     new_elements: tuple[str, ...]  # the elements whose hooks this layer runs
     dib_version: str
+    engine: str  # hash of the factory's own phase runner: how hooks are run shapes the bytes
     builder_image: str  # the builder image's id
     env: dict[str, str]  # the explicit environment handed to this layer's elements
     host_inputs: dict[str, str] = field(default_factory=dict)  # env value (host path) -> content hash

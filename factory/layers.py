@@ -8,12 +8,14 @@ site layer `25-site-hardening.yaml` slots between guest and datastore.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from factory import LAYERS_DIR
 from factory.errors import FactoryError
 
 # DIB's phases, in disk-image-create's order. "inside" phases run in the target.
@@ -79,15 +81,39 @@ def _parse(path: Path) -> LayerSpec:
     )
 
 
-def load_stack(layers_dir: Path) -> list[LayerSpec]:
-    files = sorted(p for p in layers_dir.glob("*.yaml") if not p.name.startswith("_"))
+def layers_path(dirs: Path | list[Path] | None = None) -> list[Path]:
+    """Folders of layer files: FACTORY_LAYERS_PATH (a user's own layers, e.g. a
+    site hardening layer) before this repository's layers/."""
+    if isinstance(dirs, Path):
+        return [dirs]
+    if dirs:
+        return list(dirs)
+    user = [Path(p) for p in os.environ.get("FACTORY_LAYERS_PATH", "").split(":") if p]
+    for d in user:
+        if not d.is_dir():
+            raise FactoryError(f"FACTORY_LAYERS_PATH entry {d} is not a directory; fix FACTORY_LAYERS_PATH")
+    return [*user, LAYERS_DIR]
+
+
+def _files(dirs: list[Path], pattern: str) -> list[Path]:
+    """Files by name across the folders; an earlier folder's file of the same name wins."""
+    chosen: dict[str, Path] = {}
+    for d in dirs:
+        for p in sorted(d.glob(pattern)):
+            chosen.setdefault(p.name, p)
+    return [chosen[n] for n in sorted(chosen)]
+
+
+def load_stack(dirs: Path | list[Path] | None = None) -> list[LayerSpec]:
+    dirs = layers_path(dirs)
+    files = [p for p in _files(dirs, "*.yaml") if not p.name.startswith("_")]
     if not files:
-        raise FactoryError(f"no layer files in {layers_dir}; the stack needs at least a base layer")
+        raise FactoryError(f"no layer files in {', '.join(map(str, dirs))}; the stack needs at least a base layer")
     stack = [_parse(p) for p in files]
     names = [layer.name for layer in stack]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
-        raise FactoryError(f"layer name(s) {', '.join(sorted(dupes))} declared twice in {layers_dir}")
+        raise FactoryError(f"layer name(s) {', '.join(sorted(dupes))} declared twice in {', '.join(map(str, dirs))}")
     if "root" not in stack[0].phases:
         raise FactoryError(f"{stack[0].source}: the first layer must run the 'root' phase (it makes the initial tree)")
     for layer in stack[1:]:
@@ -96,9 +122,9 @@ def load_stack(layers_dir: Path) -> list[LayerSpec]:
     return stack
 
 
-def load_meta(layers_dir: Path) -> dict:
-    """Distro facts shared by the stack (default releases), from layers/_distros.yaml."""
-    path = layers_dir / "_distros.yaml"
-    if not path.exists():
+def load_meta(dirs: Path | list[Path] | None = None) -> dict:
+    """Distro facts shared by the stack (default releases...), from _distros.yaml."""
+    files = _files(layers_path(dirs), "_distros.yaml")
+    if not files:
         return {}
-    return yaml.safe_load(path.read_text()) or {}
+    return yaml.safe_load(files[0].read_text()) or {}

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from factory import LAYERS_DIR, log
+from factory import log
 from factory.config import SEED_DEFAULTS, SEED_VARIABLES, Flags, Target, catalog, load_targets, validate
 from factory.elements import Element, closure, content_hash, dib_version, search_path, tree_hash, with_dib_defaults
 from factory.errors import FactoryError
@@ -93,7 +93,24 @@ def host_inputs(env: dict[str, str], target: Target) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None, layers_dir: Path = LAYERS_DIR) -> Plan:
+def engine_hash() -> str:
+    """The factory code that decides how a layer's hooks run."""
+    from factory.engine import phases
+
+    files = [phases.RUNNER_SOURCE, Path(phases.__file__), Path(phases.__file__).with_name("layer.py")]
+    return content_hash_of_files(files)
+
+
+def content_hash_of_files(files: list[Path]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None, layers_dir: Path | list[Path] | None = None) -> Plan:
     paths = paths or search_path()
     stack = load_stack(layers_dir)
     mirrors = host_mirrors(target.distro)
@@ -122,6 +139,7 @@ def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None,
             elements={n: hashes[e.path] for n, e in sorted(visible.items())},
             new_elements=tuple(sorted(runs)),
             dib_version=dib_version(),
+            engine=engine_hash(),
             builder_image=builder_id,
             env=env,
             host_inputs=host_inputs(env, target),

@@ -83,7 +83,7 @@ def resolve_base(base: str | None, workdir: Path | None = None) -> str:
     except docker.errors.APIError as e:
         if base:  # the user named it: do not silently substitute another
             raise FactoryError(f"cannot pull builder base {wanted}: {e.explanation}; pass --base bootstrap to build it from the Debian archive") from e
-        _log.info("no container registry answered; using a bootstrapped base", wanted=wanted)
+        _log.debug("no container registry answered; using a bootstrapped base", wanted=wanted)
         return bootstrap_base(workdir=workdir)
 
 

@@ -125,7 +125,8 @@ class LayerBuild:
     """One layer's build, with everything it starts released in `close`."""
 
     def __init__(self, layer: PlannedLayer, parent_image: str | None, builder_image: str, trust: Trust,
-                 element_paths: list[Path], workroot: Path, logdir: Path, target_name: str, verbose: bool):
+                 element_paths: list[Path], workroot: Path, logdir: Path, target_name: str, verbose: bool,
+                 cache_dir: Path, package_cache: tuple[Path, str] | None = None):
         self.layer = layer
         self.parent_image = parent_image
         self.builder_image = builder_image
@@ -133,6 +134,8 @@ class LayerBuild:
         self.element_paths = element_paths
         self.target_name = target_name
         self.verbose = verbose
+        self.cache_dir = cache_dir
+        self.package_cache = package_cache
         workroot.mkdir(parents=True, exist_ok=True)
         logdir.mkdir(parents=True, exist_ok=True)
         self.work = Path(tempfile.mkdtemp(prefix=f"{layer.name}-{layer.key[:12]}-", dir=workroot))
@@ -153,6 +156,7 @@ class LayerBuild:
             f"{self.hooks}:{phases.HOOKS_IN_BUILDER}:rw",
             f"{target_root}:{phases.TARGET_IN_BUILDER}:rw",
             f"{self.work / 'builder'}:{phases.WORK_IN_BUILDER}:rw",
+            f"{self.cache_dir}:{phases.CACHE_IN_BUILDER}:rw",
             f"{phases.RUNNER_SOURCE}:{phases.PHASE_RUNNER}:ro",
             *_element_binds(self.element_paths, self.layer.host_inputs),
             *self.trust.mounts(),
@@ -169,6 +173,12 @@ class LayerBuild:
 
     def _target(self, image: str):
         binds = [f"{self.hooks}:{phases.HOOKS_IN_TARGET}:ro", *self.trust.mounts()]
+        if self.package_cache:
+            # As DIB's shared apt cache: downloaded packages stay on the host,
+            # out of the layer, and serve the next build.
+            host, inside = self.package_cache
+            host.mkdir(parents=True, exist_ok=True)
+            binds.append(f"{host}:{inside}:rw")
         c = client().containers.create(
             image, command=["sleep", "infinity"], entrypoint=[], mounts=_mounts(binds), labels=self._labels_run(),
             working_dir="/", environment={},

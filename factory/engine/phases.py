@@ -25,6 +25,7 @@ SKIPPED_DIRS = frozenset({"tests", "test-elements", "__pycache__"})
 HOOKS_IN_BUILDER = "/tmp/factory/hooks"
 TARGET_IN_BUILDER = "/tmp/factory/mnt"
 WORK_IN_BUILDER = "/tmp/factory/work"
+CACHE_IN_BUILDER = "/tmp/factory/cache"  # DIB_IMAGE_CACHE, kept on the host between builds
 HOOKS_IN_TARGET = "/tmp/in_target.d"
 PHASE_RUNNER = "/tmp/factory/dib-phase"
 RUNNER_SOURCE = Path(__file__).with_name("dib-phase")
@@ -78,7 +79,6 @@ def contract_env(layer_env: dict[str, str], runs: dict[str, Element], element_pa
         "LC_ALL": "C",
         "DIB_DEBUG_TRACE": "1" if debug else "0",
         "DIB_NO_TMPFS": "1",
-        "DIB_APT_LOCAL_CACHE": "0",  # DIB bind-mounts a host apt cache into the tree; layers must not carry mounts
         "DIB_DEFAULT_INSTALLTYPE": "source",
         "DIB_CHECKSUM": "0",
         "DIB_OFFLINE": "",
@@ -94,7 +94,7 @@ def contract_env(layer_env: dict[str, str], runs: dict[str, Element], element_pa
         "TMP_MOUNT_PATH": TARGET_IN_BUILDER,
         "TMP_BUILD_DIR": WORK_IN_BUILDER,
         "TMP_IMAGE_DIR": WORK_IN_BUILDER + "/image",
-        "DIB_IMAGE_CACHE": WORK_IN_BUILDER + "/cache",
+        "DIB_IMAGE_CACHE": CACHE_IN_BUILDER,
         "DIB_LOCKFILES": WORK_IN_BUILDER + "/locks",
     }
     env.update(layer_env)

@@ -1,0 +1,1 @@
+"""Layer stores: the engine's local image store (remote stores come later)."""

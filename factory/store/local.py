@@ -1,0 +1,150 @@
+"""The local store: layers are images in the engine, tagged factory-layer:<key>,
+labelled with the inputs of their key."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import docker
+
+from factory.engine.docker import client
+from factory.engine.layer import LABEL
+from factory.errors import FactoryError
+from factory.plan import LAYER_REPO
+
+_AGE = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@dataclass(frozen=True)
+class StoredLayer:
+    key: str
+    layer: str
+    parent: str
+    target: str
+    size: int  # bytes this layer adds on top of its parent
+    created: float  # epoch seconds
+    image_id: str
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "layer": self.layer, "parent": self.parent or None, "target": self.target,
+                "size": self.size, "created": datetime.fromtimestamp(self.created).isoformat(timespec="seconds")}
+
+
+def _created(image) -> float:
+    raw = image.attrs.get("Created", "")
+    try:
+        return datetime.fromisoformat(raw[:26].rstrip("Z") + "+00:00" if raw.endswith("Z") else raw[:26]).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def list_layers() -> list[StoredLayer]:
+    rows = []
+    for image in client().images.list(filters={"label": f"{LABEL}.key"}):
+        labels = image.labels or {}
+        key = labels.get(f"{LABEL}.key", "")
+        if f"{LAYER_REPO}:{key}" not in image.tags:
+            continue
+        parent_size = 0
+        parent = labels.get(f"{LABEL}.parent", "")
+        if parent:
+            try:
+                parent_size = client().images.get(f"{LAYER_REPO}:{parent}").attrs.get("Size", 0)
+            except docker.errors.ImageNotFound:
+                parent_size = 0
+        rows.append(StoredLayer(
+            key=key, layer=labels.get(f"{LABEL}.layer", "?"), parent=parent,
+            target=labels.get(f"{LABEL}.target", ""), size=max(0, image.attrs.get("Size", 0) - parent_size),
+            created=_created(image), image_id=image.id,
+        ))
+    return sorted(rows, key=lambda r: r.created)
+
+
+def print_layers(rows: list[StoredLayer]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} layer(s) in the local store", title_justify="left")
+    for col in ("key", "layer", "target", "size", "age", "parent"):
+        table.add_column(col)
+    now = time.time()
+    for r in rows:
+        table.add_row(r.key[:16], r.layer, r.target, f"{r.size / 2**20:.0f} MiB", _age(now - r.created), r.parent[:16] or "-")
+    Console().print(table)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _descendants(keys: set[str], rows: list[StoredLayer]) -> set[str]:
+    out = set(keys)
+    grew = True
+    while grew:
+        grew = False
+        for r in rows:
+            if r.parent in out and r.key not in out:
+                out.add(r.key)
+                grew = True
+    return out
+
+
+def _untag(keys: set[str], rows: list[StoredLayer]) -> list[str]:
+    """Remove children before parents so the engine can free the bytes."""
+    depth = {r.key: 0 for r in rows}
+    by_key = {r.key: r for r in rows}
+    for r in rows:
+        p, d = r.parent, 0
+        while p in by_key:
+            d += 1
+            p = by_key[p].parent
+        depth[r.key] = d
+    removed = []
+    for key in sorted(keys, key=lambda k: -depth.get(k, 0)):
+        client().images.remove(f"{LAYER_REPO}:{key}")
+        removed.append(f"{by_key[key].layer} {key}")
+    return removed
+
+
+def remove(prefixes: list[str]) -> list[str]:
+    rows = list_layers()
+    chosen: set[str] = set()
+    for prefix in prefixes:
+        hits = [r.key for r in rows if r.key.startswith(prefix)]
+        if not hits:
+            raise FactoryError(f"no layer key starts with '{prefix}'; see `factory layers ls`")
+        if len(hits) > 1:
+            raise FactoryError(f"'{prefix}' matches {len(hits)} layers; give more of the key")
+        chosen.add(hits[0])
+    return _untag(_descendants(chosen, rows), rows)
+
+
+def parse_age(text: str) -> float:
+    m = _AGE.match(text.strip())
+    if not m:
+        raise FactoryError(f"--older-than '{text}' is not an age; use e.g. 30d, 12h, 45m")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def prune(older_than: str | None) -> list[str]:
+    """Layers older than the age go, unless a kept layer builds on them."""
+    limit = parse_age(older_than or "30d")
+    rows = list_layers()
+    now = time.time()
+    old = {r.key for r in rows if now - r.created > limit}
+    kept = {r.key for r in rows} - old
+    needed: set[str] = set()
+    by_key = {r.key: r for r in rows}
+    for key in kept:
+        p = by_key[key].parent
+        while p in by_key:
+            needed.add(p)
+            p = by_key[p].parent
+    return _untag(old - needed, rows)
