@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from factory import log
-from factory.config import SEED_DEFAULTS, SEED_VARIABLES, Flags, Target, catalog, load_targets, validate
+from factory.config import HOST_PATH_VARIABLES, SEED_VARIABLES, Flags, Target, catalog, load_targets, validate
 from factory.elements import Element, closure, content_hash, dib_version, search_path, tree_hash, with_dib_defaults
 from factory.errors import FactoryError
 from factory.keys import KeyInputs, layer_key
@@ -84,12 +84,23 @@ def layer_env(spec: LayerSpec, target: Target, mirrors: dict[str, str]) -> dict[
 
 
 def host_inputs(env: dict[str, str], target: Target) -> dict[str, str]:
-    """Values given to the build that name host files or folders, by content."""
-    given = {k: v for k, v in env.items() if k not in SEED_DEFAULTS or target.env_dict().get(k)}
+    """Values given to the build that name host files or folders, by content.
+
+    Of the seed settings only those that name host paths count (GUEST_LOGDIR
+    names a folder in the guest); any other --env value counts when it names
+    an existing host path, as DIB elements read such values on the host."""
+    given = target.env_dict()
     out: dict[str, str] = {}
-    for value in given.values():
+    for name, value in env.items():
+        if name in SEED_VARIABLES and name not in HOST_PATH_VARIABLES:
+            continue
+        if name not in given and name not in HOST_PATH_VARIABLES:
+            continue
         if value.startswith("/") and value != "/" and os.path.exists(value):
-            out[value] = content_hash(Path(value))
+            try:
+                out[value] = content_hash(Path(value))
+            except OSError as e:
+                raise FactoryError(f"{name}={value}: cannot read it to hash its content ({e.strerror}); fix its permissions") from e
     return dict(sorted(out.items()))
 
 

@@ -44,19 +44,7 @@ def make_hooks(dest: Path, visible: dict[str, Element], runs: dict[str, Element]
                     continue
                 if entry.name in PHASE_DIRS and (name not in runs or entry.name not in wanted_phase_dirs):
                     continue
-                target = dest / entry.name
-                target.mkdir(exist_ok=True)
-                for hook in sorted(entry.iterdir()):
-                    rel = f"{entry.name}/{hook.name}"
-                    if rel in owner:
-                        raise FactoryError(
-                            f"duplicate hook {rel}: elements '{owner[rel]}' and '{name}' both provide it; rename one of them"
-                        )
-                    owner[rel] = name
-                    if hook.is_dir() and not hook.is_symlink():
-                        shutil.copytree(hook, target / hook.name, symlinks=True)
-                    else:
-                        shutil.copy2(hook, target / hook.name, follow_symlinks=False)
+                _merge_dir(entry, dest / entry.name, entry.name, name, owner)
             elif entry.is_file() and not entry.name.endswith(".pyc"):
                 shutil.copy2(entry, dest / entry.name)
     # DIB hands the install type to the chroot this way; keep the same file.
@@ -67,6 +55,23 @@ def make_hooks(dest: Path, visible: dict[str, Element], runs: dict[str, Element]
     )
     # The in-target runner, as disk-image-create copies it next to the hooks.
     shutil.copy2(dib_lib_dir() / "dib-run-parts", dest / "dib-run-parts")
+
+
+def _merge_dir(src: Path, dst: Path, rel: str, element: str, owner: dict[str, str]) -> None:
+    """Copy an element folder into the hooks tree as DIB's `cp -a` does:
+    folders merge, and only a file both elements bring is a conflict."""
+    dst.mkdir(exist_ok=True)
+    for item in sorted(src.iterdir()):
+        path = f"{rel}/{item.name}"
+        if item.is_dir() and not item.is_symlink():
+            _merge_dir(item, dst / item.name, path, element, owner)
+            continue
+        if path in owner:
+            raise FactoryError(
+                f"duplicate hook {path}: elements '{owner[path]}' and '{element}' both provide it; rename one of them"
+            )
+        owner[path] = element
+        shutil.copy2(item, dst / item.name, follow_symlinks=False)
 
 
 def element_yaml(elements: dict[str, Element]) -> str:

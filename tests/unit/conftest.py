@@ -16,6 +16,13 @@ from factory.config import Target, catalog, validate
 from factory.elements import search_path
 
 
+@pytest.fixture(autouse=True)
+def no_user_paths(monkeypatch):
+    """The caller's ELEMENTS_PATH / FACTORY_LAYERS_PATH must not leak into the tests."""
+    monkeypatch.delenv("ELEMENTS_PATH", raising=False)
+    monkeypatch.delenv("FACTORY_LAYERS_PATH", raising=False)
+
+
 @pytest.fixture(scope="session")
 def paths() -> list[Path]:
     """The element search path without any ELEMENTS_PATH from the caller's shell."""
@@ -24,7 +31,7 @@ def paths() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def cat(paths):
-    return catalog(paths)
+    return catalog(paths, LAYERS_DIR)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ def inputs(**overrides) -> KeyInputs:
         elements={"debian-guest": "1" * 64, "trove-guest": "2" * 64},
         new_elements=("debian-guest", "trove-guest"),
         dib_version="3.43.0",
+        engine="e" * 64,
         builder_image="sha256:builder",
         env={"DIB_RELEASE": "bookworm", "GUEST_USERNAME": "trove"},
         host_inputs={"/srv/pkg.tar": "file:" + "3" * 64, "/srv/ssh": "dir:" + "5" * 64},
@@ -50,6 +51,7 @@ def test_key_is_stable_for_equal_inputs():
         ("elements", {"debian-guest": "1" * 64, "trove-guest": "2" * 64, "devuser": "4" * 64}),
         ("new_elements", ("debian-guest",)),
         ("dib_version", "3.44.0"),
+        ("engine", "f" * 64),
         ("builder_image", "sha256:other"),
         ("env", {"DIB_RELEASE": "bookworm", "GUEST_USERNAME": "alice"}),
         ("env", {"DIB_RELEASE": "bookworm", "GUEST_USERNAME": "trove", "FOO": "1"}),
@@ -71,7 +73,7 @@ def test_every_field_is_covered_by_the_parametrized_test():
     names = {f.name for f in dataclasses.fields(KeyInputs)}
     assert names == {
         "layer", "parent", "phases", "elements", "new_elements", "dib_version",
-        "builder_image", "env", "host_inputs", "packages",
+        "engine", "builder_image", "env", "host_inputs", "packages",
     }
 
 

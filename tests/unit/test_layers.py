@@ -8,7 +8,7 @@ import pytest
 
 from factory import LAYERS_DIR
 from factory.errors import FactoryError
-from factory.layers import BUILD_PHASES, LayerSpec, load_stack, render
+from factory.layers import BUILD_PHASES, LayerSpec, load_meta, load_stack, render
 
 
 def write(path, text):
@@ -126,3 +126,48 @@ def test_layerspec_element_names_missing_value():
     spec = LayerSpec(name="x", phases=("install",), elements=("{distro}-{release}",))
     with pytest.raises(FactoryError, match="release"):
         spec.element_names({"distro": "debian", "release": None})
+
+
+# --- FACTORY_LAYERS_PATH: a user's own layer folder before the repository's ---
+
+
+SITE = """
+name: site-hardening
+phases: [install, post-install]
+elements: [devuser]
+"""
+
+
+def test_layers_path_adds_site_layer(tmp_path, monkeypatch):
+    site = tmp_path / "site-layers"
+    site.mkdir()
+    write(site / "25-site-hardening.yaml", SITE)
+    monkeypatch.setenv("FACTORY_LAYERS_PATH", str(site))
+    stack = load_stack()
+    assert [l.name for l in stack] == ["base", "guest", "site-hardening", "datastore"]
+    assert stack[0].source == LAYERS_DIR / "10-base.yaml"
+    # the repository's distro facts still apply
+    assert load_meta()["debian"]["default_release"] == "bookworm"
+
+
+def test_layers_path_file_of_same_name_wins(tmp_path, monkeypatch):
+    site = tmp_path / "site-layers"
+    site.mkdir()
+    write(site / "20-guest.yaml", "name: guest\nphases: [install]\nelements: ['{distro}-guest', devuser]\n")
+    write(site / "_distros.yaml", "debian: {default_release: trixie}\n")
+    monkeypatch.setenv("FACTORY_LAYERS_PATH", str(site))
+    stack = load_stack()
+    assert [l.name for l in stack] == ["base", "guest", "datastore"]
+    assert stack[1].elements == ("{distro}-guest", "devuser")
+    assert stack[1].source == site / "20-guest.yaml"
+    assert load_meta()["debian"]["default_release"] == "trixie"
+
+
+def test_layers_path_missing_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACTORY_LAYERS_PATH", str(tmp_path / "nope"))
+    with pytest.raises(FactoryError, match="FACTORY_LAYERS_PATH"):
+        load_stack()
+
+
+def test_default_is_repository_layers():
+    assert [l.name for l in load_stack()] == [l.name for l in load_stack(LAYERS_DIR)]

@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 import factory.plan as plan_mod
+from factory import LAYERS_DIR
 from factory.config import Target
 from factory.plan import host_inputs, layer_env, plan_stack
 from factory.layers import load_stack
@@ -260,7 +261,7 @@ def test_fedora_and_ubuntu_plan(plan, target):
 
 
 def test_layer_env_picks_declared_settings(target):
-    base, guest, datastore = load_stack(plan_mod.LAYERS_DIR)
+    base, guest, datastore = load_stack(LAYERS_DIR)
     t = target("debian", "postgresql", datastore_version="15", env={"CONTROLLER_IP": "10.0.0.1"})
     assert layer_env(base, t, {}) == {
         "ARCH": "amd64",
@@ -288,13 +289,6 @@ def test_host_inputs_skips_defaults_and_non_paths(target, tmp_path):
     assert out[str(f)].startswith("file:")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: host_inputs() hashes any absolute value that exists on the build host, including "
-    "GUEST_LOGDIR (a path inside the guest) once the user sets it; a build host that has the same "
-    "folder (e.g. /var/log/trove on a Trove controller) then gets a guest key that follows that "
-    "folder's changing contents (or crashes on unreadable files).",
-)
 def test_guest_logdir_is_not_a_host_input(plan, target, tmp_path):
     logdir = tmp_path / "var-log-trove"
     logdir.mkdir()
@@ -302,3 +296,24 @@ def test_guest_logdir_is_not_a_host_input(plan, target, tmp_path):
     first = keys(plan(t))
     (logdir / "guest-agent.log").write_text("a log line on the build host\n")
     assert keys(plan(t)) == first
+
+
+def test_site_layer_via_factory_layers_path(plan, target, tmp_path, monkeypatch):
+    site = tmp_path / "site-layers"
+    site.mkdir()
+    (site / "25-site-hardening.yaml").write_text("name: site-hardening\nphases: [install]\nelements: [devuser]\n")
+    t = target("debian", "redis")
+    default = keys(plan(t))
+    monkeypatch.setenv("FACTORY_LAYERS_PATH", str(site))
+    p = plan(t)
+    assert [l.name for l in p.layers] == ["base", "guest", "site-hardening", "datastore"]
+    assert keys(p)["base"] == default["base"] and keys(p)["guest"] == default["guest"]
+    assert keys(p)["datastore"] != default["datastore"]
+
+
+def test_engine_code_enters_every_key(plan, target, monkeypatch):
+    t = target("debian", "postgresql")
+    default = keys(plan(t))
+    monkeypatch.setattr(plan_mod, "engine_hash", lambda: "0" * 64)
+    changed = keys(plan(t))
+    assert all(changed[n] != default[n] for n in default)

@@ -1,0 +1,70 @@
+"""Shared fixtures. Engine tests use the real Docker Engine and the real
+builder image; layers built by one test are reused by the next (the cache is
+the product), so the slow suite costs one cold build, not one per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FACTORY = str(Path(sys.executable).parent / "factory")
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def events(self) -> list[dict]:
+        """Log events from --log-format json (one JSON object a line, stderr)."""
+        out = []
+        for line in self.stderr.splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        return out
+
+    def layer_states(self) -> dict[str, str]:
+        states = {}
+        for e in self.events():
+            if e.get("event") == "layer cached":
+                states[e["layer"]] = "cached"
+            elif e.get("event") == "layer built":
+                states[e["layer"]] = "built"
+        return states
+
+
+def factory(*args: str, env: dict[str, str] | None = None, timeout: int = 1800) -> Run:
+    full_env = {**os.environ, **(env or {})}
+    p = subprocess.run([FACTORY, "--log-format", "json", *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+    return Run(p.returncode, p.stdout, p.stderr)
+
+
+@pytest.fixture(scope="session")
+def engine():
+    import docker
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:  # noqa: BLE001
+        pytest.fail(f"no Docker Engine answers ({e}); run the tests through ./test.sh, which starts one")
+    return client
+
+
+@pytest.fixture(scope="session")
+def builder(engine):
+    from factory.engine.builder import ensure_builder
+    from factory.trust import host_trust
+
+    return ensure_builder(host_trust())

@@ -1,0 +1,39 @@
+"""The command surface a user meets first."""
+
+from tests.conftest import factory
+
+
+def test_help_lists_the_commands():
+    run = factory("--help")
+    assert run.returncode == 0
+    for command in ("build", "plan", "layers", "builder", "elements", "verify", "publish"):
+        assert command in run.stdout
+
+
+def test_unknown_distro_is_one_line_naming_the_valid_ones():
+    run = factory("build", "--distro", "nosuch", "--datastore", "postgresql")
+    assert run.returncode != 0
+    errors = [l for l in run.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1
+    assert "nosuch" in errors[0] and "debian" in errors[0] and "ubuntu" in errors[0]
+
+
+def test_unknown_datastore_names_the_valid_ones():
+    run = factory("build", "--distro", "debian", "--datastore", "nosuch")
+    assert run.returncode != 0
+    errors = [l for l in run.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1
+    assert "postgresql" in errors[0] and "mariadb" in errors[0]
+
+
+def test_elements_shows_the_matrix():
+    run = factory("elements", "--as", "json")
+    assert run.returncode == 0
+    assert "postgresql" in run.stdout and "fedora" in run.stdout
+
+
+def test_unfinished_commands_say_so_and_fail():
+    for args in (("verify", "x.qcow2"), ("publish", "x.qcow2", "--to", "glance")):
+        run = factory(*args)
+        assert run.returncode == 3
+        assert "not available yet" in run.stderr

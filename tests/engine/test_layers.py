@@ -1,0 +1,75 @@
+"""End to end: layers built from DIB's debian-minimal and this repo's elements,
+cached by key, rebuilt exactly when their inputs change."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, factory
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+TARGET = ["--distro", "debian", "--release", "bookworm"]
+
+
+def plan(*args: str, env: dict | None = None) -> dict[str, dict]:
+    run = factory("plan", "--as", "json", *args, env=env)
+    assert run.returncode == 0, run.stderr
+    return {layer["layer"]: layer for layer in json.loads(run.stdout)[0]["layers"]}
+
+
+def edited_element(tmp_path: Path, name: str) -> Path:
+    """A copy of one of the repo's elements with one file changed, on ELEMENTS_PATH."""
+    root = tmp_path / "elements"
+    shutil.copytree(REPO / "elements" / name, root / name)
+    readme = root / name / "README.rst"
+    readme.write_text(readme.read_text() + "\nA local change.\n")
+    return root
+
+
+def test_build_postgresql_rootfs(tmp_path, builder):
+    run = factory("build", *TARGET, "--datastore", "postgresql", "--format", "tar", "--output", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    tarballs = list(tmp_path.glob("debian-bookworm-postgresql-*.tar"))
+    assert len(tarballs) == 1
+    names = tarfile.open(tarballs[0]).getnames()
+    assert any(n.endswith("/bin/postgres") and "usr/lib/postgresql" in n for n in names)
+    assert any(n.endswith("etc/systemd/system/trove-guest.service") for n in names)
+    assert not any(n.startswith("./tmp/factory-trust/") and n.endswith(".pem") and tarfile.open(tarballs[0]).getmember(n).size for n in names)
+
+
+def test_unchanged_rebuild_is_all_cache_hits(tmp_path, builder):
+    run = factory("build", *TARGET, "--datastore", "postgresql", "--format", "tar", "--output", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.layer_states() == {"base": "cached", "guest": "cached", "datastore": "cached"}
+
+
+def test_datastore_element_change_rebuilds_only_the_datastore(tmp_path, builder):
+    env = {"ELEMENTS_PATH": str(edited_element(tmp_path, "debian-postgresql"))}
+    before, after = plan(*TARGET, "--datastore", "postgresql"), plan(*TARGET, "--datastore", "postgresql", env=env)
+    assert before["base"]["key"] == after["base"]["key"]
+    assert before["guest"]["key"] == after["guest"]["key"]
+    assert before["datastore"]["key"] != after["datastore"]["key"]
+    run = factory("build", *TARGET, "--datastore", "postgresql", "--format", "tar", "--output", str(tmp_path), env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.layer_states() == {"base": "cached", "guest": "cached", "datastore": "built"}
+
+
+def test_guest_element_change_rebuilds_guest_and_datastore(tmp_path, builder):
+    env = {"ELEMENTS_PATH": str(edited_element(tmp_path, "trove-guest"))}
+    run = factory("build", *TARGET, "--datastore", "postgresql", "--format", "tar", "--output", str(tmp_path), env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.layer_states() == {"base": "cached", "guest": "built", "datastore": "built"}
+
+
+def test_second_datastore_reuses_base_and_guest(tmp_path, builder):
+    run = factory("build", *TARGET, "--datastore", "redis", "--format", "tar", "--output", str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.layer_states() == {"base": "cached", "guest": "cached", "datastore": "built"}
+    names = tarfile.open(next(tmp_path.glob("debian-bookworm-redis-*.tar"))).getnames()
+    assert any(n.endswith("usr/bin/redis-server") for n in names)
