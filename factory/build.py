@@ -12,11 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from factory import log
+from factory.assemble import DEFAULT_COMPRESSION, assemble
 from factory.config import Target
 from factory.elements import search_path
 from factory.engine import layer as engine
 from factory.engine.builder import ensure_builder
-from factory.engine.docker import client, image_exists
+from factory.engine.docker import image_exists
 from factory.errors import FactoryError
 from factory.layers import load_meta
 from factory.plan import Plan, plan_stack
@@ -95,22 +96,6 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool) -> list[dict]:
     return summary
 
 
-def export_tar(image: str, dest: Path) -> Path:
-    """The top layer's tree as a rootfs tarball (DIB's -t tar), written atomically."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")
-    container = client().containers.create(image, command=["/bin/true"], entrypoint=[], labels={f"{engine.LABEL}.export": "1"})
-    try:
-        with open(partial, "wb") as f:
-            for chunk in container.export():
-                f.write(chunk)
-        partial.rename(dest)
-    finally:
-        container.remove(force=True)
-        partial.unlink(missing_ok=True)
-    return dest
-
-
 def print_summary(summary: list[dict], total: float) -> None:
     table = Table(title=f"layers ({total:.1f}s in all)", title_justify="left")
     for col in ("layer", "key", "result", "seconds"):
@@ -120,30 +105,22 @@ def print_summary(summary: list[dict], total: float) -> None:
     Console(stderr=True).print(table)
 
 
-def build(target: Target, refresh: list[str] | None = None, builder_base: str | None = None) -> list[Path]:
+def build(target: Target, refresh: list[str] | None = None, builder_base: str | None = None,
+          compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None) -> Path:
+    """Build a target; returns its manifest (beside the images it names)."""
     _terminate_on_sigterm()
     started = time.monotonic()
-    wanted_disk = [f for f in target.formats if f != "tar"]
-    if wanted_disk:
-        # Fail before minutes of work, not after.
-        raise FactoryError(
-            f"disk image assembly ({', '.join(wanted_disk)}) is not available yet in this version; pass --format tar for the rootfs tarball"
-        )
     orphans = engine.sweep_orphans()
     if orphans:
         _log.info("removed containers left by an interrupted build", count=orphans)
     builder = ensure_builder(host_trust(), base=builder_base, verbose=log.VERBOSE)
     plan = plan_stack(target, builder.id)
     summary = build_layers(plan, refresh or [], log.VERBOSE)
-    outputs: list[Path] = []
-    top = plan.layers[-1]
-    if "tar" in target.formats:
-        dest = Path(target.output) / f"{target.name}-{top.key[:12]}.tar"
-        if dest.exists():
-            _log.info("rootfs tarball already there", path=str(dest))
-        else:
-            export_tar(top.tag, dest)
-            _log.info("rootfs tarball written", path=str(dest), mib=round(dest.stat().st_size / 2**20, 1))
-        outputs.append(dest)
+    assemble_started = time.monotonic()
+    manifest = assemble(plan, host_trust(), search_path(), state_dir(), _cache_dir(),
+                        compression=compression, qemu_options=qemu_options, verbose=log.VERBOSE)
+    summary.append({"layer": "(assemble)", "key": manifest.name.split(".")[0].rsplit("-", 1)[-1],
+                    "state": "done", "seconds": time.monotonic() - assemble_started})
     print_summary(summary, time.monotonic() - started)
-    return outputs
+    _log.info("artifact ready", manifest=str(manifest))
+    return manifest

@@ -82,6 +82,8 @@ def build(
     output: Output = None, config: Config = None,
     refresh: Annotated[list[str], typer.Option("--refresh", help="Rebuild this layer (and those above) even if cached.")] = [],
     base: Annotated[Optional[str], typer.Option("--base", help="Builder base image, or 'bootstrap'.")] = None,
+    compression: Annotated[str, typer.Option("--compression", help="qcow2 compression: zlib (default, any qemu), zstd (faster, qemu >= 5.1 readers), none.")] = "zlib",
+    qemu_img_options: Annotated[Optional[str], typer.Option("--qemu-img-options", help="Extra -o options for qemu-img, comma separated (as DIB).")] = None,
 ) -> None:
     """Build the image(s) for a target: missing layers bottom-up, then the artifact."""
     from factory import build as building
@@ -89,9 +91,12 @@ def build(
     try:
         targets = _targets(_flags(**locals()))
         for target in targets:
-            building.build(target, refresh=refresh, builder_base=base)
+            manifest = building.build(target, refresh=refresh, builder_base=base, compression=compression, qemu_options=qemu_img_options)
+            typer.echo(str(manifest))
     except FactoryError as e:
         _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted; everything this build started was removed", code=130)
 
 
 @app.command()

@@ -53,7 +53,11 @@ want="$(sha256sum "$here/pyproject.toml" | cut -d' ' -f1)$extra"
 if [ ! -x "$venv/bin/factory" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     say "installing the factory into $venv"
     [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-    "$venv/bin/pip" install -q --upgrade pip >/dev/null
-    "$venv/bin/pip" install -q -e "$here$extra"
+    log="$venv/pip-install.log"
+    if ! { "$venv/bin/pip" install -q --upgrade pip && "$venv/bin/pip" install -e "$here$extra"; } >"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        say "pip install failed; full log: $log"
+        exit 1
+    fi
     echo "$want" > "$stamp"
 fi

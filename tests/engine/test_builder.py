@@ -15,7 +15,7 @@ pytestmark = pytest.mark.engine
         ("dib-run-parts 2>&1 | head -1", "Usage: dib-run-parts"),
         ("qemu-img --version", "qemu-img version"),
         ("debootstrap --version", "debootstrap"),
-        ("kpartx 2>&1 | head -1", "usage"),
+        ("kpartx 2>&1 | head -1", "multipath-tools"),
         ("mkfs.ext4 -V 2>&1", "mke2fs"),
         ("grub-install --version", "grub-install"),
     ],
