@@ -84,6 +84,7 @@ def build(
     base: Annotated[Optional[str], typer.Option("--base", help="Builder base image, or 'bootstrap'.")] = None,
     compression: Annotated[str, typer.Option("--compression", help="qcow2 compression: zlib (default, any qemu), zstd (faster, qemu >= 5.1 readers), none.")] = "zlib",
     qemu_img_options: Annotated[Optional[str], typer.Option("--qemu-img-options", help="Extra -o options for qemu-img, comma separated (as DIB).")] = None,
+    verify: Annotated[bool, typer.Option("--verify", help="Boot the image and check it (as `factory verify`).")] = False,
 ) -> None:
     """Build the image(s) for a target: missing layers bottom-up, then the artifact."""
     from factory import build as building
@@ -93,6 +94,14 @@ def build(
         for target in targets:
             manifest = building.build(target, refresh=refresh, builder_base=base, compression=compression, qemu_options=qemu_img_options)
             typer.echo(str(manifest))
+            if verify:
+                from factory import verify as verifying
+
+                image, man = verifying.artifact_for(manifest)
+                report = verifying.verify(image, target.datastore, target.datastore_version)
+                verifying.print_report(report)
+                if not report.passed:
+                    raise typer.Exit(1)
     except FactoryError as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -202,9 +211,29 @@ def elements(as_: Annotated[str, typer.Option("--as", help="table or json.")] = 
 
 
 @app.command()
-def verify(artifact: Annotated[Path, typer.Argument(help="The image (or its manifest) to boot.")]) -> None:
+def verify(
+    artifact: Annotated[Path, typer.Argument(help="The image (or its manifest) to boot.")],
+    datastore: Annotated[Optional[str], typer.Option("--datastore", help="Default: from the manifest.")] = None,
+    timeout: Annotated[int, typer.Option("--timeout", help="Seconds the guest gets to finish booting.")] = 600,
+    accel: Annotated[str, typer.Option("--accel", help="auto (KVM if it works, else TCG), kvm, tcg.")] = "auto",
+) -> None:
     """Boot an image under qemu with a ConfigDrive and check the Trove guest comes up."""
-    _not_yet("factory verify (booting an image)")
+    from factory import verify as verifying
+
+    if accel not in ("auto", "kvm", "tcg"):
+        _fail(f"--accel '{accel}' is not known; use auto, kvm or tcg")
+    try:
+        if datastore:
+            image, version = artifact, None
+        else:
+            image, man = verifying.artifact_for(artifact)
+            datastore, version = man["target"]["datastore"], man["target"].get("datastore_version")
+        report = verifying.verify(image, datastore, version, timeout=timeout, accel=accel)
+    except FactoryError as e:
+        _fail(str(e))
+    verifying.print_report(report)
+    if not report.passed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -14,7 +14,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # 1. Debian packages the host needs.
-packages=(docker.io mmdebstrap debootstrap qemu-utils qemu-system-x86 python3 python3-venv
+packages=(docker.io mmdebstrap debootstrap qemu-utils qemu-system-x86 genisoimage python3 python3-venv
           ca-certificates e2fsprogs dosfstools util-linux)
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,256 @@
+"""`factory verify`: boot an image the way Nova boots a Trove guest, and check it.
+
+A ConfigDrive (label config-2) carries `/etc/trove/conf.d/guest_info.conf` as
+a `files` entry of `openstack/latest/meta_data.json`, as Nova writes it for
+Trove's TaskManager, plus `network_data.json` (without it the guest's NIC stays
+down) and user data whose only job is to print check lines to the serial
+console. The image boots under qemu from a throw-away overlay (the artifact is
+never written), with KVM when it works and plain emulation otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from factory import log
+from factory.errors import FactoryError
+
+_log = log.get("verify")
+KVM_PROBE_SECONDS = 25
+MARK = "FACTORY-VERIFY"
+MAC = "fa:16:3e:00:00:01"
+
+# Runs in the guest from cloud-init's final stage; each check prints one line.
+PROBE = f"""#!/bin/sh
+say() {{ echo "{MARK} $*" > /dev/ttyS0; }}
+conf=/etc/trove/conf.d/guest_info.conf
+if [ -f "$conf" ]; then say "guest_info sha256 $(sha256sum "$conf" | cut -d' ' -f1)"; else say "guest_info missing"; fi
+unit=trove-guest.service
+store=$(awk '{{print $2}}' /etc/trove/datastore 2>/dev/null)
+for i in $(seq 1 45); do
+    a=$(systemctl is-active "$unit"); d=$(systemctl is-active "${{store:-none}}" 2>/dev/null)
+    [ "$a" = active ] && [ "$d" = active ] && break
+    sleep 2
+done
+say "agent $unit $(systemctl is-active "$unit") user=$(ps -o user= -C trove-guestagent -C sleep 2>/dev/null | head -1)"
+say "agent-log $(tail -n 3 ${{GUEST_LOGDIR:-/var/log/trove}}/trove-guestagent.log 2>/dev/null | tr '\\n' '|')"
+say "datastore ${{store:-unknown}} $(systemctl is-active "${{store:-none}}" 2>/dev/null)"
+say "datasource $(grep -ho '"datasource": "[^"]*"' /run/cloud-init/status.json /run/cloud-init/result.json 2>/dev/null | head -1)"
+say "done"
+"""
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    evidence: str
+
+
+@dataclass
+class Report:
+    image: Path
+    accel: str
+    seconds: float
+    console: Path
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+
+def guest_info(datastore: str, version: str | None) -> str:
+    """A guest_info.conf as Trove's TaskManager writes it (values are examples)."""
+    return (
+        "[DEFAULT]\n"
+        f"guest_id={uuid.uuid5(uuid.NAMESPACE_DNS, 'factory-verify')}\n"
+        f"datastore_manager={datastore}\n"
+        f"datastore_version={version or 'default'}\n"
+        "tenant_id=factory-verify\n"
+        "instance_rpc_encr_key=factory-verify-not-a-secret\n"
+    )
+
+
+def config_drive(dest: Path, guest_info_text: str, with_files: bool = True) -> Path:
+    """An ISO9660 ConfigDrive, as Nova builds it."""
+    if not shutil.which("genisoimage"):
+        raise FactoryError("genisoimage is missing; run ./factory.sh once (it installs it) or apt-get install genisoimage")
+    root = dest.parent / "config-drive"
+    latest = root / "openstack" / "latest"
+    latest.mkdir(parents=True, exist_ok=True)
+    (root / "openstack" / "content").mkdir(exist_ok=True)
+    meta = {
+        "uuid": str(uuid.uuid4()),
+        "name": "factory-verify",
+        "hostname": "factory-verify",
+        "launch_index": 0,
+        "availability_zone": "nova",
+        "files": [],
+    }
+    if with_files:
+        (root / "openstack" / "content" / "0000").write_text(guest_info_text)
+        meta["files"].append({"path": "/etc/trove/conf.d/guest_info.conf", "content_path": "/content/0000"})
+    (latest / "meta_data.json").write_text(json.dumps(meta))
+    (latest / "network_data.json").write_text(json.dumps({
+        "links": [{"id": "tap0", "type": "phy", "ethernet_mac_address": MAC, "mtu": 1500}],
+        "networks": [{"id": "net0", "type": "ipv4_dhcp", "link": "tap0", "network_id": "net0"}],
+        "services": [],
+    }))
+    (latest / "user_data").write_text(PROBE)
+    (latest / "vendor_data.json").write_text("{}")
+    subprocess.run(["genisoimage", "-quiet", "-o", str(dest), "-V", "config-2", "-r", "-J", str(root)], check=True)
+    return dest
+
+
+def _qemu_cmd(overlay: Path, drive: Path, console: Path, accel: str, memory: int) -> list[str]:
+    cmd = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-m", str(memory), "-smp", "2",
+           "-drive", f"file={overlay},if=virtio,format=qcow2",
+           "-drive", f"file={drive},media=cdrom,readonly=on",
+           # restrict=on: the guest gets DHCP but reaches nothing outside.
+           "-netdev", "user,id=n0,restrict=on", "-device", f"virtio-net-pci,netdev=n0,mac={MAC}",
+           "-serial", f"file:{console}", "-monitor", "none", "-display", "none"]
+    if accel == "kvm":
+        cmd += ["-accel", "kvm", "-cpu", "host"]
+    else:
+        cmd += ["-accel", "tcg"]
+    return cmd
+
+
+def _kvm_usable() -> bool:
+    return os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+def _boot(cmd: list[str], console: Path, deadline: float, first_output_within: float | None) -> str:
+    """Run qemu until the probe says done or the deadline passes. Returns
+    "done", "exited", "timeout", or "silent" when probing KVM and the guest
+    printed no kernel line in time (or qemu gave up at once)."""
+    console.write_text("")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    started = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            text = console.read_text(errors="replace")
+            if f"{MARK} done" in text:
+                return "done"
+            if proc.poll() is not None:
+                if first_output_within and "Linux version" not in text:
+                    return "silent"
+                return "exited"
+            if first_output_within and time.monotonic() - started > first_output_within and "Linux version" not in text:
+                return "silent"
+            time.sleep(1)
+        return "timeout"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _line(text: str, pattern: str) -> str | None:
+    for line in text.splitlines():
+        if re.search(pattern, line):
+            return line.strip()[:200]
+    return None
+
+
+def evaluate(console_text: str, expected_guest_info: str) -> list[Check]:
+    import hashlib
+
+    checks = []
+    booted = _line(console_text, r"login:|Reached target.*Multi-User|Cloud-init v\. .* finished")
+    checks.append(Check("booted", booted is not None, booted or "no login prompt or cloud-init final message on the console"))
+    ds = _line(console_text, rf"{MARK} datasource .*ConfigDrive|Datasource DataSourceConfigDrive")
+    checks.append(Check("cloud-init used the ConfigDrive", ds is not None, ds or "no ConfigDrive datasource line on the console"))
+    want = hashlib.sha256(expected_guest_info.encode()).hexdigest()
+    gi = _line(console_text, rf"{MARK} guest_info")
+    checks.append(Check("guest_info.conf present with the injected content", bool(gi and want in gi), gi or "the probe never reported"))
+    agent = _line(console_text, rf"{MARK} agent ")
+    checks.append(Check("guest agent service started", bool(agent and " active" in agent and "inactive" not in agent), agent or "the probe never reported"))
+    store = _line(console_text, rf"{MARK} datastore ")
+    checks.append(Check("datastore service active", bool(store and store.endswith(" active")), store or "the probe never reported"))
+    return checks
+
+
+def verify(image: Path, datastore: str, version: str | None = None, timeout: int = 600, memory: int = 1536,
+           accel: str = "auto", console_path: Path | None = None) -> Report:
+    image = image.resolve()
+    if not image.is_file():
+        raise FactoryError(f"{image} not found; give the path of a built image (.qcow2)")
+    if not shutil.which("qemu-system-x86_64"):
+        raise FactoryError("qemu-system-x86_64 is missing; run ./factory.sh once (it installs qemu-system-x86)")
+    console = console_path or image.with_name(image.name + ".console.log")
+    started = time.monotonic()
+    info = guest_info(datastore, version)
+    with tempfile.TemporaryDirectory(prefix="factory-verify-") as tmp:
+        tmpdir = Path(tmp)
+        fmt = "qcow2" if image.suffix == ".qcow2" else "raw"
+        overlay = tmpdir / "overlay.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", fmt, str(overlay)], check=True)
+        drive = config_drive(tmpdir / "config-2.iso", info)
+        chosen = accel
+        if accel == "auto":
+            chosen = "kvm" if _kvm_usable() else "tcg"
+        deadline = time.monotonic() + timeout
+        _log.info("booting", image=image.name, accel=chosen, timeout=timeout)
+        outcome = _boot(_qemu_cmd(overlay, drive, console, chosen, memory), console, deadline,
+                        KVM_PROBE_SECONDS if (chosen == "kvm" and accel == "auto") else None)
+        if outcome == "silent":
+            _log.info("KVM is present but the guest printed nothing; falling back to emulation (TCG)")
+            chosen = "tcg"
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", fmt, str(overlay)], check=True)
+            outcome = _boot(_qemu_cmd(overlay, drive, console, chosen, memory), console, time.monotonic() + timeout, None)
+        if outcome == "timeout":
+            _log.warning("time limit reached before the guest finished its checks", seconds=timeout)
+    text = console.read_text(errors="replace")
+    report = Report(image=image, accel=chosen, seconds=time.monotonic() - started, console=console,
+                    checks=evaluate(text, info))
+    return report
+
+
+def artifact_for(path: Path) -> tuple[Path, dict]:
+    """(image, manifest) from an image path or its manifest path."""
+    from factory import manifest as manifests
+
+    path = Path(path)
+    if path.name.endswith(".manifest.json"):
+        man = manifests.read(path)
+        images = man.get("images", {})
+        fmt = "qcow2" if "qcow2" in images else next((f for f in images if f != "tar"), None)
+        if not fmt:
+            raise FactoryError(f"{path} names no bootable image (formats: {', '.join(images) or 'none'})")
+        return path.parent / images[fmt]["file"], man
+    stem = path.name.rsplit(".", 1)[0]
+    man_path = path.with_name(f"{stem}.manifest.json")
+    if not man_path.exists():
+        raise FactoryError(f"no manifest beside {path} ({man_path.name}); verify an image that factory build made, or pass --datastore")
+    return path, manifests.read(man_path)
+
+
+def print_report(report: Report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"verify {report.image.name}: {'PASS' if report.passed else 'FAIL'} "
+                        f"({report.accel.upper()}, {report.seconds:.0f}s)", title_justify="left")
+    table.add_column("check")
+    table.add_column("result")
+    table.add_column("console line")
+    for c in report.checks:
+        table.add_row(c.name, "pass" if c.passed else "FAIL", c.evidence)
+    console = Console()
+    console.print(table)
+    console.print(f"console log: {report.console}")
