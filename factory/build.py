@@ -19,6 +19,7 @@ from factory.engine import layer as engine
 from factory.engine.builder import ensure_builder
 from factory.engine.docker import image_exists
 from factory.errors import FactoryError
+from factory.keyrings import ensure_keyring
 from factory.layers import load_meta
 from factory.plan import Plan, plan_stack
 from factory.settings import state_dir
@@ -115,6 +116,8 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
         _log.info("removed containers left by an interrupted build", count=orphans)
     builder = ensure_builder(host_trust(), base=builder_base, verbose=log.VERBOSE)
     plan = plan_stack(target, builder.id)
+    if not target.env_dict().get("DIB_APT_KEYRING"):
+        ensure_keyring(target.distro, target.env_dict().get("DIB_DISTRIBUTION_MIRROR"), target.arch)
     summary = build_layers(plan, refresh or [], log.VERBOSE)
     assemble_started = time.monotonic()
     manifest = assemble(plan, host_trust(), search_path(), state_dir(), _cache_dir(),

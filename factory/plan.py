@@ -16,6 +16,7 @@ from factory.elements import Element, closure, content_hash, dib_version, search
 from factory.errors import FactoryError
 from factory.keys import KeyInputs, layer_key
 from factory.layers import LayerSpec, load_stack
+from factory.keyrings import keyring_path, spec as keyring_spec
 from factory.mirrors import host_mirrors
 
 LAYER_REPO = "factory-layer"
@@ -125,6 +126,11 @@ def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None,
     paths = paths or search_path()
     stack = load_stack(layers_dir)
     mirrors = host_mirrors(target.distro)
+    keyring = None
+    if not target.env_dict().get("DIB_APT_KEYRING"):
+        keyring = keyring_path(target.distro)
+        if keyring is not None:
+            mirrors["DIB_APT_KEYRING"] = str(keyring)
     values = target.template_values()
     plan = Plan(target=target, builder_image=builder_id)
     wanted: list[str] = []
@@ -153,7 +159,8 @@ def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None,
             engine=engine_hash(),
             builder_image=builder_id,
             env=env,
-            host_inputs=host_inputs(env, target),
+            host_inputs={**host_inputs(env, target),
+                         **({str(keyring): f"pinned:{keyring_spec(target.distro)['sha256']}"} if keyring and str(keyring) in env.values() else {})},
             packages=packages,
         )
         key = layer_key(inputs)

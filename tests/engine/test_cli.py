@@ -33,7 +33,14 @@ def test_elements_shows_the_matrix():
 
 
 def test_unfinished_commands_say_so_and_fail():
-    for args in (("verify", "x.qcow2"), ("publish", "x.qcow2", "--to", "glance")):
-        run = factory(*args)
-        assert run.returncode == 3
-        assert "not available yet" in run.stderr
+    run = factory("publish", "x.qcow2", "--to", "glance")
+    assert run.returncode == 3
+    assert "not available yet" in run.stderr
+
+
+def test_verify_of_a_missing_image_is_one_clear_line():
+    run = factory("verify", "/nonexistent/x.qcow2", "--datastore", "postgresql")
+    assert run.returncode == 2
+    assert [l for l in run.stderr.splitlines() if l.startswith("error:")] == [
+        "error: /nonexistent/x.qcow2 not found; give the path of a built image (.qcow2)"
+    ]

@@ -1,0 +1,106 @@
+"""Assembly into a bootable qcow2, and `factory verify` booting it for real."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, factory
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+TARGET = ["--distro", "debian", "--release", "bookworm", "--datastore", "postgresql"]
+
+
+def loops_and_mounts() -> list[str]:
+    from factory.settings import state_dir
+
+    state = str(state_dir())
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout.splitlines()
+    mounts = [l for l in Path("/proc/mounts").read_text().splitlines() if state in l]
+    mapper = [p.name for p in Path("/dev/mapper").glob("loop*")]
+    return [l for l in loops if state in l] + mounts + mapper
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory, builder):
+    out = tmp_path_factory.mktemp("out")
+    run = factory("build", *TARGET, "--output", str(out))
+    assert run.returncode == 0, run.stderr[-4000:]
+    manifest = Path(run.stdout.strip().splitlines()[-1])
+    return out, manifest
+
+
+def test_build_writes_qcow2_sha256_and_manifest(artifact):
+    out, manifest_path = artifact
+    manifest = json.loads(manifest_path.read_text())
+    image = out / manifest["images"]["qcow2"]["file"]
+    assert image.name.startswith("debian-bookworm-postgresql-")
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    assert manifest["images"]["qcow2"]["sha256"] == digest
+    assert (out / f"{image.name}.sha256").read_text().split()[0] == digest
+    check = subprocess.run(["qemu-img", "check", str(image)], capture_output=True, text=True)
+    assert check.returncode == 0 and "No errors were found" in check.stdout
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output", "json", str(image)], capture_output=True, text=True).stdout)
+    assert info["format-specific"]["data"]["compat"] == "1.1"
+    layers = {l["layer"]: l for l in manifest["layers"]}
+    assert list(layers) == ["base", "guest", "datastore"]
+    assert any(p.startswith("postgresql=") for p in layers["datastore"]["packages_added"])
+    assert manifest["tools"]["diskimage-builder"] == "3.43.0"
+
+
+def test_unchanged_target_is_not_assembled_again(artifact):
+    out, manifest_path = artifact
+    before = manifest_path.stat().st_mtime
+    run = factory("build", *TARGET, "--output", str(out))
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert any(e.get("event") == "artifact already there; nothing to assemble" for e in run.events())
+    assert manifest_path.stat().st_mtime == before
+
+
+def test_too_small_image_size_fails_clearly_and_leaves_nothing(tmp_path, builder):
+    run = factory("build", *TARGET, "--image-size", "0.5G", "--output", str(tmp_path))
+    assert run.returncode != 0
+    errors = [l for l in run.stderr.splitlines() if l.startswith("error:")]
+    assert errors and "too small" in errors[0] and "needs at least" in errors[0]
+    assert loops_and_mounts() == []
+    assert not list(tmp_path.glob("*.qcow2*"))
+
+
+def test_verify_boots_the_image_and_passes(artifact):
+    out, manifest_path = artifact
+    run = factory("verify", str(manifest_path))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    for check in ("booted", "ConfigDrive", "guest_info.conf", "guest agent", "datastore service"):
+        assert check in run.stdout
+    assert "FAIL" not in run.stdout
+
+
+def test_verify_fails_clearly_on_an_image_that_does_not_boot(tmp_path):
+    blank = tmp_path / "blank.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(blank), "1G"], check=True)
+    run = factory("verify", str(blank), "--datastore", "postgresql", "--timeout", "45")
+    assert run.returncode == 1
+    assert "FAIL" in run.stdout and "no login prompt" in run.stdout
+    assert (tmp_path / "blank.qcow2.console.log").exists()
+
+
+def test_verify_reports_an_inactive_datastore(tmp_path, builder):
+    layers = tmp_path / "layers"
+    layers.mkdir()
+    (layers / "40-break.yaml").write_text(
+        "name: break\nphases: [post-install]\nelements: [test-datastore-off]\n"
+    )
+    env = {"FACTORY_LAYERS_PATH": str(layers), "ELEMENTS_PATH": str(REPO / "tests" / "elements")}
+    run = factory("build", *TARGET, "--output", str(tmp_path), env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    manifest = run.stdout.strip().splitlines()[-1]
+    run = factory("verify", manifest)
+    assert run.returncode == 1
+    row = {name: next(l for l in run.stdout.splitlines() if name in l) for name in ("datastore service active", "booted")}
+    assert "FAIL" in row["datastore service active"]
+    assert "pass" in row["booted"]
+    assert Path(manifest.replace(".manifest.json", ".qcow2.console.log")).exists()
