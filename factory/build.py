@@ -22,6 +22,7 @@ from factory.errors import FactoryError
 from factory.keyrings import ensure_keyring
 from factory.layers import load_meta
 from factory.plan import Plan, plan_stack
+from factory.preflight import check_mirror
 from factory.settings import state_dir
 from factory.trust import host_trust
 
@@ -82,6 +83,7 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool) -> list[dict]:
             continue
         with _layer_lock(layer.key):
             if image_exists(layer.tag) and not forcing:
+                _log.info("layer cached", layer=layer.name, key=layer.key[:16], built_by="another run")
                 summary.append({"layer": layer.name, "key": layer.key, "state": "cached (built by another run)", "seconds": time.monotonic() - started})
             else:
                 _log.info("building layer", layer=layer.name, key=layer.key[:16], elements=" ".join(sorted(layer.runs)))
@@ -118,6 +120,8 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
     plan = plan_stack(target, builder.id)
     if not target.env_dict().get("DIB_APT_KEYRING"):
         ensure_keyring(target.distro, target.env_dict().get("DIB_DISTRIBUTION_MIRROR"), target.arch)
+    if not image_exists(plan.layers[0].tag) or plan.layers[0].name in (refresh or []):
+        check_mirror(target)
     summary = build_layers(plan, refresh or [], log.VERBOSE)
     assemble_started = time.monotonic()
     manifest = assemble(plan, host_trust(), search_path(), state_dir(), _cache_dir(),

@@ -13,8 +13,20 @@ _SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY$|^OS_|^AWS_)", re.I)
 VERBOSE = False
 
 
+def is_secret(name: str) -> bool:
+    return bool(_SECRET_NAME.search(name))
+
+
 def redact(env: dict[str, str]) -> dict[str, str]:
-    return {k: ("***" if _SECRET_NAME.search(k) else v) for k, v in env.items()}
+    return {k: ("***" if is_secret(k) else v) for k, v in env.items()}
+
+
+def fingerprint(env: dict[str, str]) -> dict[str, str]:
+    """Secret values replaced by their sha256: still in a layer key (a new
+    password rebuilds the layer), never readable in labels or manifests."""
+    import hashlib
+
+    return {k: (f"sha256:{hashlib.sha256(v.encode()).hexdigest()}" if is_secret(k) else v) for k, v in env.items()}
 
 
 def _redact_processor(_logger, _name, event: dict) -> dict:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.engine
         ("qemu-img --version", "qemu-img version"),
         ("debootstrap --version", "debootstrap"),
         ("/usr/sbin/kpartx 2>&1 | head -1", "multipath-tools"),
-        ("kpartx -d /nonexistent 2>&1", "no block device"),
+        ("kpartx -d /nonexistent 2>&1; true", "no block device"),
         ("mkfs.ext4 -V 2>&1", "mke2fs"),
         ("grub-install --version", "grub-install"),
     ],

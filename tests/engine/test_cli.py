@@ -44,3 +44,32 @@ def test_verify_of_a_missing_image_is_one_clear_line():
     assert [l for l in run.stderr.splitlines() if l.startswith("error:")] == [
         "error: /nonexistent/x.qcow2 not found; give the path of a built image (.qcow2)"
     ]
+
+
+def test_fedora_plan_shows_the_fedora_stack():
+    import json
+
+    run = factory("plan", "--distro", "fedora", "--datastore", "postgresql", "--as", "json")
+    assert run.returncode == 0, run.stderr
+    layers = {l["layer"]: l for l in json.loads(run.stdout)[0]["layers"]}
+    assert "fedora-minimal" in layers["base"]["elements"]
+    assert "fedora-guest" in layers["guest"]["elements"]
+    assert "fedora-postgresql" in layers["datastore"]["elements"]
+
+
+def test_fedora_build_without_a_reachable_mirror_stops_at_once(tmp_path):
+    import socket
+    import time
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    (tmp_path / "mirror.repo").write_text(f"[fedora]\nbaseurl=http://127.0.0.1:{port}/fedora/\n")
+    started = time.monotonic()
+    run = factory("build", "--distro", "fedora", "--datastore", "postgresql",
+                  "--env", f"DIB_YUM_MINIMAL_BOOTSTRAP_REPOS={tmp_path}", "--output", str(tmp_path))
+    assert run.returncode == 2
+    assert time.monotonic() - started < 30
+    errors = [l for l in run.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "DIB_YUM_MINIMAL_BOOTSTRAP_REPOS" in errors[0]

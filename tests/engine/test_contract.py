@@ -35,10 +35,11 @@ def contract_layer(tmp_path_factory):
     p = factory("plan", "--as", "json", "--distro", "debian", "--release", "bookworm", "--datastore", "postgresql", env=env)
     layers_json = {l["layer"]: l for l in json.loads(p.stdout)[0]["layers"]}
     assert list(layers_json) == ["base", "guest", "contract", "datastore"]
-    return layers_json["contract"]["image"]
+    return layers_json["contract"]["image"], out
 
 
-def read(engine, image: str, path: str) -> str:
+def read(engine, layer, path: str) -> str:
+    image, _ = layer
     return engine.containers.run(image, ["cat", path], remove=True, entrypoint=[]).decode()
 
 
@@ -70,3 +71,15 @@ def test_inside_phases_see_environment_d_bin_and_dib_variables(engine, contract_
 def test_package_installs_and_pkg_map_work_unmodified(engine, contract_layer):
     # contract-test-pkg is mapped to `tree` by the element's pkg-map
     assert read(engine, contract_layer, "/var/lib/contract-test/package").strip().endswith("/tree")
+
+
+def test_assembly_runs_the_finalise_phases_in_dib_order(contract_layer):
+    import tarfile
+
+    _, out = contract_layer
+    tar = tarfile.open(next(out.glob("debian-bookworm-postgresql-*.tar")))
+    phases = tar.extractfile("./var/lib/contract-test/phases").read().decode().split()
+    assert phases == [
+        "extra-data.d", "pre-install.d", "install.d", "post-install.d", "post-root.d",
+        "block-device.d", "pre-finalise.d", "finalise.d", "cleanup.d",
+    ]

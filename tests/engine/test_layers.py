@@ -73,3 +73,37 @@ def test_second_datastore_reuses_base_and_guest(tmp_path, builder):
     assert run.layer_states() == {"base": "cached", "guest": "cached", "datastore": "built"}
     names = tarfile.open(next(tmp_path.glob("debian-bookworm-redis-*.tar"))).getnames()
     assert any(n.endswith("usr/bin/redis-server") for n in names)
+
+
+def test_two_builds_of_the_same_target_build_each_layer_once(tmp_path, builder):
+    import os
+    import subprocess
+
+    from tests.conftest import FACTORY, Run
+
+    env = {**os.environ, "ELEMENTS_PATH": str(edited_element(tmp_path, "debian-mariadb"))}
+    cmd = [FACTORY, "--log-format", "json", "build", *TARGET, "--datastore", "mariadb", "--format", "tar"]
+    procs = [subprocess.Popen([*cmd, "--output", str(tmp_path / f"out{i}")], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+    runs = []
+    for p in procs:
+        out, err = p.communicate(timeout=1800)
+        assert p.returncode == 0, err[-3000:]
+        runs.append(Run(p.returncode, out, err))
+    states = sorted(r.layer_states()["datastore"] for r in runs)
+    assert states == ["built", "cached"]
+
+
+def test_layers_ls_lists_the_stack_and_rm_takes_descendants(tmp_path, builder):
+    env = {"ELEMENTS_PATH": str(edited_element(tmp_path, "debian-redis"))}
+    run = factory("build", *TARGET, "--datastore", "redis", "--format", "tar", "--output", str(tmp_path), env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    keys = plan(*TARGET, "--datastore", "redis", env=env)
+    listed = {l["key"]: l for l in json.loads(factory("layers", "ls", "--as", "json").stdout)}
+    for layer in ("base", "guest", "datastore"):
+        assert keys[layer]["key"] in listed
+    assert listed[keys["datastore"]["key"]]["parent"] == keys["guest"]["key"]
+    removed = factory("layers", "rm", keys["datastore"]["key"][:20])
+    assert removed.returncode == 0 and keys["datastore"]["key"] in removed.stdout
+    assert keys["datastore"]["key"] not in {l["key"] for l in json.loads(factory("layers", "ls", "--as", "json").stdout)}
+    assert keys["guest"]["key"] in {l["key"] for l in json.loads(factory("layers", "ls", "--as", "json").stdout)}

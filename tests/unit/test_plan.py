@@ -317,3 +317,17 @@ def test_engine_code_enters_every_key(plan, target, monkeypatch):
     monkeypatch.setattr(plan_mod, "engine_hash", lambda: "0" * 64)
     changed = keys(plan(t))
     assert all(changed[n] != default[n] for n in default)
+
+
+def test_secret_values_never_appear_in_key_inputs(monkeypatch):
+    from factory.config import Target
+    from factory.plan import plan_stack
+
+    monkeypatch.setattr("factory.plan.host_mirrors", lambda distro: {})
+    t = Target(distro="debian", datastore="postgresql", release="bookworm", env=(("OS_PASSWORD", "hunter2-secret"),))
+    plan = plan_stack(t, "sha256:test")
+    for layer in plan.layers:
+        assert "hunter2-secret" not in layer.inputs.canonical()
+        assert layer.env["OS_PASSWORD"] == "hunter2-secret"  # the element still gets it
+    other = plan_stack(Target(distro="debian", datastore="postgresql", release="bookworm", env=(("OS_PASSWORD", "other"),)), "sha256:test")
+    assert other.layers[0].key != plan.layers[0].key
