@@ -30,6 +30,7 @@ from factory.engine import phases
 from factory.engine.docker import client
 from factory.engine.layer import ELEVATED, LABEL, _exec, _mounts, _Output, PhaseFailed
 from factory.errors import FactoryError
+from factory.hostpaths import visible
 from factory.layers import ASSEMBLE_PHASES
 from factory.manifest import Manifest
 from factory.plan import Plan
@@ -195,7 +196,7 @@ def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, c
         f"{work / 'build'}:{work / 'build'}:rw",
         f"{out_dir}:{OUT_IN_BUILDER}:rw",
         f"{cache_dir}:{phases.CACHE_IN_BUILDER}:rw",
-        f"{ASSEMBLER}:{ASSEMBLER_IN_BUILDER}:ro",
+        f"{visible(ASSEMBLER)}:{ASSEMBLER_IN_BUILDER}:ro",
         *[f"{r}:{r}:ro" for r in storage_roots],
         *[f"{p}:{p}:ro" for p in element_paths],
         *trust.mounts(),

@@ -260,7 +260,9 @@ def catalog(element_dirs: list[Path], layers_dir: Path | list[Path] | None = Non
     names = listing(element_dirs)
     # Guest and datastore elements are the factory's (or the user's), never
     # DIB's own distro helpers such as debian-systemd or ubuntu-common.
-    dib_dir = dib_elements_dir().resolve()
+    from factory.hostpaths import visible
+
+    dib_dir = visible(dib_elements_dir().resolve()).resolve()
     own = listing([d for d in element_dirs if d.resolve() != dib_dir])
     distro_templates = [t for layer in stack for t in layer.elements if "{distro}" in t and "{datastore}" not in t]
     datastore_templates = [t for layer in stack for t in layer.elements if "{datastore}" in t]

@@ -43,8 +43,11 @@ def search_path(user_path: str | None = None) -> list[Path]:
     for d in dirs:
         if not d.is_dir():
             raise FactoryError(f"ELEMENTS_PATH entry {d} is not a directory; fix ELEMENTS_PATH")
+    from factory.hostpaths import visible
+
     out: list[Path] = []
     for d in [*dirs, ELEMENTS_DIR.resolve(), dib_elements_dir().resolve()]:
+        d = visible(d)
         if d not in out:
             out.append(d)
     return out

@@ -42,7 +42,9 @@ class Trust:
         """docker-py style 'host:container:ro' binds for the bundle file."""
         if not self.ca_bundle:
             return []
-        return [f"{self.ca_bundle}:{CONTAINER_BUNDLE}:ro"]
+        from factory.hostpaths import visible
+
+        return [f"{visible(self.ca_bundle)}:{CONTAINER_BUNDLE}:ro"]
 
 
 def host_trust(ca_bundle: str | None = None) -> Trust:

@@ -25,6 +25,7 @@ from factory import log
 from factory.engine import phases
 from factory.engine.docker import client
 from factory.errors import FactoryError
+from factory.hostpaths import visible
 from factory.layers import INSIDE_PHASES
 from factory.plan import LAYER_REPO, PlannedLayer
 from factory.trust import Trust
@@ -157,7 +158,7 @@ class LayerBuild:
             f"{target_root}:{phases.TARGET_IN_BUILDER}:rw",
             f"{self.work / 'builder'}:{phases.WORK_IN_BUILDER}:rw",
             f"{self.cache_dir}:{phases.CACHE_IN_BUILDER}:rw",
-            f"{phases.RUNNER_SOURCE}:{phases.PHASE_RUNNER}:ro",
+            f"{visible(phases.RUNNER_SOURCE)}:{phases.PHASE_RUNNER}:ro",
             *_element_binds(self.element_paths, self.layer.host_inputs),
             *self.trust.mounts(),
         ]
