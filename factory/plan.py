@@ -15,7 +15,7 @@ from factory.config import HOST_PATH_VARIABLES, SEED_VARIABLES, Flags, Target, c
 from factory.elements import Element, closure, content_hash, dib_version, search_path, tree_hash, with_dib_defaults
 from factory.errors import FactoryError
 from factory.keys import KeyInputs, layer_key
-from factory.layers import LayerSpec, load_stack
+from factory.layers import LayerSpec, load_meta, load_stack
 from factory.keyrings import keyring_path, spec as keyring_spec
 from factory.mirrors import host_mirrors
 
@@ -125,7 +125,8 @@ def content_hash_of_files(files: list[Path]) -> str:
 def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None, layers_dir: Path | list[Path] | None = None) -> Plan:
     paths = paths or search_path()
     stack = load_stack(layers_dir)
-    mirrors = host_mirrors(target.distro)
+    # Distro defaults: the host's mirrors, then _distros.yaml's env; the user's --env wins over both.
+    mirrors = {**host_mirrors(target.distro), **{k: str(v) for k, v in (load_meta().get(target.distro, {}).get("env") or {}).items()}}
     keyring = None
     if not target.env_dict().get("DIB_APT_KEYRING"):
         keyring = keyring_path(target.distro)
