@@ -17,8 +17,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
 import docker
 
 from factory import log
@@ -267,10 +265,10 @@ class LayerBuild:
                     if phase == "install" and self.layer.packages:
                         cmd = ["/bin/sh", "-c", 'PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" install-packages "$@"', "-", *self.layer.packages]
                         _exec(target, cmd, {**self.env, "HOME": "/root"}, out, f"{self.layer.name}: extra packages", self.logfile)
-                else:
-                    if builder is None and phases.has_hooks(self.hooks, phase):
+                elif phases.has_hooks(self.hooks, phase):
+                    if builder is None:
                         builder = self._builder(merged, privileged=False)
-                    self._outside(builder, phase, out, timings) if builder else None
+                    self._outside(builder, phase, out, timings)
             if builder is not None:
                 self._remove(builder)
             target.stop(timeout=1)
@@ -299,7 +297,7 @@ def build_layer(layer: PlannedLayer, parent_image: str | None, **kw) -> LayerRes
         job.close()
 
 
-def sweep_orphans(log_fn: Callable[[str], None] | None = None) -> int:
+def sweep_orphans() -> int:
     """Remove build containers whose factory process is gone (after a kill -9)."""
     removed = 0
     for c in client().containers.list(all=True, filters={"label": f"{LABEL}.building"}):
