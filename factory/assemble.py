@@ -25,7 +25,7 @@ import docker
 
 from factory import __version__, log
 from factory.config import Target
-from factory.elements import dib_version
+from factory.elements import dib_version, file_hash
 from factory.engine import phases
 from factory.engine.docker import client
 from factory.engine.layer import ELEVATED, LABEL, _exec, _mounts, _Output, PhaseFailed
@@ -132,14 +132,6 @@ def _layer_records(plan: Plan) -> list[dict]:
     return records
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, cache_dir: Path,
              compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None, verbose: bool = False) -> Path:
     """Build the artifact for a planned (and built) stack; returns the manifest path."""
@@ -221,7 +213,7 @@ def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, c
         for fmt in target.formats:
             part = out_dir / f"{name}.{fmt}.part"
             final = out_dir / f"{name}.{fmt}"
-            digest = _sha256(part)
+            digest = file_hash(part)
             part.rename(final)
             (out_dir / f"{final.name}.sha256").write_text(f"{digest}  {final.name}\n")
             images[fmt] = {"file": final.name, "bytes": final.stat().st_size, "sha256": digest}

@@ -323,6 +323,8 @@ def validate(target: Target, cat: Catalog) -> Target:
         problems.append(f"unknown format(s) {', '.join(bad_formats)}; valid: {', '.join(FORMATS)}")
     if not target.formats:
         problems.append("no output format; pass e.g. --format qcow2")
+    if target.agent_source:
+        problems.append("--agent-source is not available yet: the guest layer installs its own agent; leave it out")
     if target.image_size and not _SIZE.match(target.image_size):
         problems.append(f"--image-size '{target.image_size}' is not a size; use e.g. 3G or 2.5 (GiB, as DIB)")
     env = target.env_dict()

@@ -402,3 +402,8 @@ def test_escape_for_sed():
     assert escape_for_sed("/a/b") == r"\/a\/b"
     assert escape_for_sed("a&b") == r"a\&b"
     assert escape_for_sed("a\\b") == r"a\\b"
+
+
+def test_agent_source_is_refused_until_it_does_something(cat):
+    (line,) = problems(Target("debian", "postgresql", agent_source="pypi:26.0.0"), cat)
+    assert "--agent-source" in line and "not available yet" in line
