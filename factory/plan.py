@@ -150,6 +150,9 @@ def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None,
         for e in visible.values():
             if e.path not in hashes:
                 hashes[e.path] = tree_hash(e.path)
+        files = host_inputs(env, target)
+        if keyring and str(keyring) in env.values():
+            files[str(keyring)] = f"pinned:{keyring_spec(target.distro)['sha256']}"
         inputs = KeyInputs(
             layer=spec.name,
             parent=parent_key,
@@ -159,13 +162,14 @@ def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None,
             dib_version=dib_version(),
             engine=engine_hash(),
             builder_image=builder_id,
-            env=log.fingerprint(env),
-            host_inputs={**host_inputs(env, target),
-                         **({str(keyring): f"pinned:{keyring_spec(target.distro)['sha256']}"} if keyring and str(keyring) in env.values() else {})},
+            # Host files enter by content, named by their variable: moving or
+            # touching a file changes nothing, new bytes change the key.
+            env={k: ("(host input)" if v in files else v) for k, v in log.fingerprint(env).items()},
+            host_inputs={k: files[v] for k, v in sorted(env.items()) if v in files},
             packages=packages,
         )
         key = layer_key(inputs)
-        plan.layers.append(PlannedLayer(spec, runs, visible, env, inputs.host_inputs, packages, inputs, key))
+        plan.layers.append(PlannedLayer(spec, runs, visible, env, files, packages, inputs, key))
         below = visible
         parent_key = key
     return plan

@@ -331,3 +331,13 @@ def test_secret_values_never_appear_in_key_inputs(monkeypatch):
         assert layer.env["OS_PASSWORD"] == "hunter2-secret"  # the element still gets it
     other = plan_stack(Target(distro="debian", datastore="postgresql", release="bookworm", env=(("OS_PASSWORD", "other"),)), "sha256:test")
     assert other.layers[0].key != plan.layers[0].key
+
+
+def test_datastore_pkg_location_path_does_not_enter_the_key(plan, target, tmp_path):
+    one, two = tmp_path / "a.deb", tmp_path / "elsewhere" / "b.deb"
+    two.parent.mkdir()
+    one.write_bytes(b"same bytes")
+    two.write_bytes(b"same bytes")
+    k1 = keys(plan(target("debian", "postgresql", env={"DATASTORE_PKG_LOCATION": str(one)})))
+    k2 = keys(plan(target("debian", "postgresql", env={"DATASTORE_PKG_LOCATION": str(two)})))
+    assert k1 == k2
