@@ -216,6 +216,7 @@ def verify(
     datastore: Annotated[Optional[str], typer.Option("--datastore", help="Default: from the manifest.")] = None,
     timeout: Annotated[int, typer.Option("--timeout", help="Seconds the guest gets to finish booting.")] = 600,
     accel: Annotated[str, typer.Option("--accel", help="auto (KVM if it works, else TCG), kvm, tcg.")] = "auto",
+    no_guest_info: Annotated[bool, typer.Option("--no-guest-info", help="Inject no guest_info.conf (the agent must not start).")] = False,
 ) -> None:
     """Boot an image under qemu with a ConfigDrive and check the Trove guest comes up."""
     from factory import verify as verifying
@@ -228,7 +229,7 @@ def verify(
         else:
             image, man = verifying.artifact_for(artifact)
             datastore, version = man["target"]["datastore"], man["target"].get("datastore_version")
-        report = verifying.verify(image, datastore, version, timeout=timeout, accel=accel)
+        report = verifying.verify(image, datastore, version, timeout=timeout, accel=accel, guest_info_file=not no_guest_info)
     except FactoryError as e:
         _fail(str(e))
     verifying.print_report(report)

@@ -186,7 +186,10 @@ def evaluate(console_text: str, expected_guest_info: str) -> list[Check]:
 
 
 def verify(image: Path, datastore: str, version: str | None = None, timeout: int = 600, memory: int = 1536,
-           accel: str = "auto", console_path: Path | None = None) -> Report:
+           accel: str = "auto", console_path: Path | None = None, guest_info_file: bool = True) -> Report:
+    """Boot and check. guest_info_file=False boots with a ConfigDrive that carries
+    no guest_info.conf (as when Nova discards injected files): the agent must
+    then stay down, and the report shows it did."""
     image = image.resolve()
     if not image.is_file():
         raise FactoryError(f"{image} not found; give the path of a built image (.qcow2)")
@@ -200,7 +203,7 @@ def verify(image: Path, datastore: str, version: str | None = None, timeout: int
         fmt = "qcow2" if image.suffix == ".qcow2" else "raw"
         overlay = tmpdir / "overlay.qcow2"
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", fmt, str(overlay)], check=True)
-        drive = config_drive(tmpdir / "config-2.iso", info)
+        drive = config_drive(tmpdir / "config-2.iso", info, with_files=guest_info_file)
         chosen = accel
         if accel == "auto":
             chosen = "kvm" if _kvm_usable() else "tcg"
@@ -252,5 +255,7 @@ def print_report(report: Report) -> None:
     for c in report.checks:
         table.add_row(c.name, "pass" if c.passed else "FAIL", c.evidence)
     console = Console()
+    if not console.is_terminal:  # logs and CI: one line a check, never wrapped
+        console = Console(width=220)
     console.print(table)
     console.print(f"console log: {report.console}")

@@ -104,3 +104,15 @@ def test_verify_reports_an_inactive_datastore(tmp_path, builder):
     assert "FAIL" in row["datastore service active"]
     assert "pass" in row["booted"]
     assert Path(manifest.replace(".manifest.json", ".qcow2.console.log")).exists()
+
+
+def test_without_guest_info_the_agent_does_not_start(artifact):
+    out, manifest_path = artifact
+    run = factory("verify", str(manifest_path), "--no-guest-info")
+    assert run.returncode == 1
+    row = {name: next(l for l in run.stdout.splitlines() if name in l)
+           for name in ("booted", "guest agent service started", "datastore service active")}
+    assert "pass" in row["booted"] and "pass" in row["datastore service active"]
+    assert "FAIL" in row["guest agent service started"] and "inactive" in row["guest agent service started"]
+    assert "FAIL" in next(l for l in run.stdout.splitlines() if "guest_info.conf present" in l)
+    assert "guest_info missing" in run.stdout
