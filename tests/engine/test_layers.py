@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 import tarfile
 from pathlib import Path
 
@@ -28,7 +29,8 @@ def edited_element(tmp_path: Path, name: str) -> Path:
     root = tmp_path / "elements"
     shutil.copytree(REPO / "elements" / name, root / name)
     readme = root / name / "README.rst"
-    readme.write_text(readme.read_text() + "\nA local change.\n")
+    # A new change every run: layers from earlier runs stay in the store.
+    readme.write_text(readme.read_text() + f"\nA local change ({uuid.uuid4()}).\n")
     return root
 
 
@@ -68,7 +70,8 @@ def test_guest_element_change_rebuilds_guest_and_datastore(tmp_path, builder):
 
 
 def test_second_datastore_reuses_base_and_guest(tmp_path, builder):
-    run = factory("build", *TARGET, "--datastore", "redis", "--format", "tar", "--output", str(tmp_path))
+    env = {"ELEMENTS_PATH": str(edited_element(tmp_path, "debian-redis"))}
+    run = factory("build", *TARGET, "--datastore", "redis", "--format", "tar", "--output", str(tmp_path), env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.layer_states() == {"base": "cached", "guest": "cached", "datastore": "built"}
     names = tarfile.open(next(tmp_path.glob("debian-bookworm-redis-*.tar"))).getnames()
