@@ -28,7 +28,7 @@ from factory.config import Target
 from factory.elements import dib_version, file_hash
 from factory.engine import phases
 from factory.engine.docker import client
-from factory.engine.layer import ELEVATED, LABEL, _exec, _mounts, _Output, PhaseFailed
+from factory.engine.layer import ELEVATED, KEEPALIVE, LABEL, _exec, _mounts, _Output, PhaseFailed
 from factory.errors import FactoryError
 from factory.hostpaths import visible
 from factory.layers import ASSEMBLE_PHASES
@@ -197,7 +197,7 @@ def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, c
     out = _Output(logfile, verbose)
     try:
         container = client().containers.create(
-            plan.builder_image, command=["sleep", "infinity"], entrypoint=[], mounts=_mounts(binds),
+            plan.builder_image, command=KEEPALIVE, entrypoint=[], mounts=_mounts(binds),
             labels={f"{LABEL}.building": key, f"{LABEL}.pid": str(os.getpid())},
             device_cgroup_rules=DEVICE_RULES, working_dir="/", **ELEVATED,
         )

@@ -29,6 +29,10 @@ from factory.plan import LAYER_REPO, PlannedLayer
 from factory.trust import Trust
 
 ROOT_REPO = "factory-root"
+# PID 1 of build containers. Unlike `sleep infinity` it reaps orphaned
+# processes (a package script that starts and stops a daemon, as mysql's does,
+# waits for its pid to vanish) and exits at once on SIGTERM.
+KEEPALIVE = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]
 # What root.d needs (debootstrap: mount proc/sys in the new tree, make device
 # nodes, chroot) without the whole of --privileged, which some hosts refuse.
 ELEVATED = {
@@ -163,7 +167,7 @@ class LayerBuild:
         (self.work / "builder").mkdir(exist_ok=True)
         extra = ELEVATED if privileged else {}
         c = client().containers.create(
-            self.builder_image, command=["sleep", "infinity"], entrypoint=[], mounts=_mounts(binds),
+            self.builder_image, command=KEEPALIVE, entrypoint=[], mounts=_mounts(binds),
             labels=self._labels_run(), working_dir="/", **extra,
         )
         self.containers.append(c)
@@ -179,7 +183,7 @@ class LayerBuild:
             host.mkdir(parents=True, exist_ok=True)
             binds.append(f"{host}:{inside}:rw")
         c = client().containers.create(
-            image, command=["sleep", "infinity"], entrypoint=[], mounts=_mounts(binds), labels=self._labels_run(),
+            image, command=KEEPALIVE, entrypoint=[], mounts=_mounts(binds), labels=self._labels_run(),
             working_dir="/", environment={},
         )
         self.containers.append(c)
