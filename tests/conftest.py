@@ -68,3 +68,16 @@ def builder(engine):
     from factory.trust import host_trust
 
     return ensure_builder(host_trust())
+
+
+def closed_mirror_repos(folder: Path) -> Path:
+    """A folder with one .repo file whose mirror is a loopback port nothing
+    listens on: a connection to it is refused at once."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    (folder / "mirror.repo").write_text(f"[fedora]\nbaseurl=http://127.0.0.1:{port}/fedora/\n")
+    return folder

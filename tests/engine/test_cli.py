@@ -58,14 +58,11 @@ def test_fedora_plan_shows_the_fedora_stack():
 
 
 def test_fedora_build_without_a_reachable_mirror_stops_at_once(tmp_path):
-    import socket
     import time
 
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    (tmp_path / "mirror.repo").write_text(f"[fedora]\nbaseurl=http://127.0.0.1:{port}/fedora/\n")
+    from tests.conftest import closed_mirror_repos
+
+    closed_mirror_repos(tmp_path)
     started = time.monotonic()
     run = factory("build", "--distro", "fedora", "--datastore", "postgresql",
                   "--env", f"DIB_YUM_MINIMAL_BOOTSTRAP_REPOS={tmp_path}", "--output", str(tmp_path))

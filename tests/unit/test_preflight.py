@@ -8,6 +8,7 @@ import pytest
 from factory.config import Target
 from factory.errors import FactoryError
 from factory.preflight import check_mirror, mirror_urls
+from tests.conftest import closed_mirror_repos
 
 
 def test_fedora_urls_come_from_dibs_repo_files():
@@ -23,12 +24,7 @@ def test_user_repo_folder_replaces_dibs(tmp_path):
 
 
 def test_unreachable_mirror_fails_fast_naming_the_setting(tmp_path):
-    # A port on loopback that nothing listens on: refused at once.
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    (tmp_path / "local.repo").write_text(f"[fedora]\nbaseurl=http://127.0.0.1:{port}/fedora/\n")
+    closed_mirror_repos(tmp_path)
     t = Target(distro="fedora", datastore="postgresql", release="41", env=(("DIB_YUM_MINIMAL_BOOTSTRAP_REPOS", str(tmp_path)),))
     started = time.monotonic()
     with pytest.raises(FactoryError) as e:
