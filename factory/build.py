@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from factory import log
+from factory import agent, containers, log
 from factory.assemble import DEFAULT_COMPRESSION, assemble
 from factory.config import Target
 from factory.elements import search_path
@@ -88,7 +88,7 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool) -> list[dict]:
             else:
                 _log.info("building layer", layer=layer.name, key=layer.key[:16], elements=" ".join(sorted(layer.runs)))
                 result = engine.build_layer(
-                    layer, parent, builder_image=plan.builder_image, trust=trust, element_paths=paths,
+                    containers.staged(layer), parent, builder_image=plan.builder_image, trust=trust, element_paths=paths,
                     workroot=state_dir() / "work", logdir=state_dir() / "logs", target_name=plan.target.name,
                     verbose=verbose, cache_dir=_cache_dir(), package_cache=package_cache,
                 )
@@ -116,7 +116,10 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
     orphans = engine.sweep_orphans()
     if orphans:
         _log.info("removed containers left by an interrupted build", count=orphans)
+    for warning in agent.warnings(target.agent, target.mode, target.datastore):
+        _log.warning(warning)
     builder = ensure_builder(host_trust(), base=builder_base, verbose=log.VERBOSE)
+    target = containers.with_image(target)
     plan = plan_stack(target, builder.id)
     if not target.env_dict().get("DIB_APT_KEYRING"):
         ensure_keyring(target.distro, target.env_dict().get("DIB_DISTRIBUTION_MIRROR"), target.arch)

@@ -29,7 +29,8 @@ Release = Annotated[Optional[str], typer.Option("--release", help="Distro releas
 Arch = Annotated[Optional[str], typer.Option("--arch", help="amd64 (default) or arm64.")]
 Datastore = Annotated[Optional[str], typer.Option("--datastore", help="e.g. postgresql, mariadb, redis.")]
 DatastoreVersion = Annotated[Optional[str], typer.Option("--datastore-version", help="Where the distro offers several.")]
-AgentSource = Annotated[Optional[str], typer.Option("--agent-source", help="Guest agent source: pypi:VERSION, path:DIR, git:URL@REF.")]
+AgentSource = Annotated[Optional[str], typer.Option("--agent-source", help="Guest agent: pypi[:VERSION] (default: a current trove release), path:DIR, git:URL[@REF], runtime (development only).")]
+DatastoreMode = Annotated[Optional[str], typer.Option("--datastore-mode", help="native (packages in the image) or container (image preloaded for the agent to run); default follows the agent release.")]
 Element = Annotated[list[str], typer.Option("--element", help="Extra DIB element (repeatable).")]
 Package = Annotated[list[str], typer.Option("--package", "-p", help="Extra package to install (repeatable), like DIB's -p.")]
 Env = Annotated[list[str], typer.Option("--env", help="KEY=VALUE for the elements (repeatable).")]
@@ -42,7 +43,7 @@ Config = Annotated[Optional[Path], typer.Option("--config", help="factory.yaml w
 def _flags(**kw) -> Flags:
     return Flags(
         distro=kw["distro"], release=kw["release"], arch=kw["arch"], datastore=kw["datastore"],
-        datastore_version=kw["datastore_version"], agent_source=kw["agent_source"],
+        datastore_version=kw["datastore_version"], agent_source=kw["agent_source"], datastore_mode=kw["datastore_mode"],
         elements=list(kw["element"] or []), packages=list(kw["package"] or []), env=list(kw["env"] or []),
         image_size=kw["image_size"], formats=list(kw["format"] or []), output=kw["output"], config=kw["config"],
     )
@@ -77,7 +78,8 @@ def _targets(flags: Flags):
 @app.command()
 def build(
     distro: Distro = None, release: Release = None, arch: Arch = None, datastore: Datastore = None,
-    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, element: Element = [],
+    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, datastore_mode: DatastoreMode = None,
+    element: Element = [],
     package: Package = [], env: Env = [], image_size: ImageSize = None, format: Format = [],
     output: Output = None, config: Config = None,
     refresh: Annotated[list[str], typer.Option("--refresh", help="Rebuild this layer (and those above) even if cached.")] = [],
@@ -98,7 +100,7 @@ def build(
                 from factory import verify as verifying
 
                 image, man = verifying.artifact_for(manifest)
-                report = verifying.verify(image, target.datastore, target.datastore_version)
+                report = verifying.verify(image, verifying.guest_from_manifest(man))
                 verifying.print_report(report)
                 if not report.passed:
                     raise typer.Exit(1)
@@ -111,7 +113,8 @@ def build(
 @app.command()
 def plan(
     distro: Distro = None, release: Release = None, arch: Arch = None, datastore: Datastore = None,
-    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, element: Element = [],
+    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, datastore_mode: DatastoreMode = None,
+    element: Element = [],
     package: Package = [], env: Env = [], image_size: ImageSize = None, format: Format = [],
     output: Output = None, config: Config = None,
     as_: Annotated[str, typer.Option("--as", help="table (default) or json.")] = "table",
@@ -225,11 +228,11 @@ def verify(
         _fail(f"--accel '{accel}' is not known; use auto, kvm or tcg")
     try:
         if datastore:
-            image, version = artifact, None
+            image, guest = artifact, verifying.Guest(datastore)
         else:
             image, man = verifying.artifact_for(artifact)
-            datastore, version = man["target"]["datastore"], man["target"].get("datastore_version")
-        report = verifying.verify(image, datastore, version, timeout=timeout, accel=accel, guest_info_file=not no_guest_info)
+            guest = verifying.guest_from_manifest(man)
+        report = verifying.verify(image, guest, timeout=timeout, accel=accel, guest_info_file=not no_guest_info)
     except FactoryError as e:
         _fail(str(e))
     verifying.print_report(report)

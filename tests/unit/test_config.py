@@ -404,6 +404,24 @@ def test_escape_for_sed():
     assert escape_for_sed("a\\b") == r"a\\b"
 
 
-def test_agent_source_is_refused_until_it_does_something(cat):
-    (line,) = problems(Target("debian", "postgresql", agent_source="pypi:26.0.0"), cat)
-    assert "--agent-source" in line and "not available yet" in line
+def test_bad_agent_source_and_mode_each_get_a_line(cat):
+    lines = problems(Target("debian", "postgresql", agent_source="pip:1", datastore_mode="vm"), cat)
+    assert len(lines) == 2
+    assert "pypi[:VERSION], path:DIR, git:URL[@REF] or runtime" in lines[0]
+    assert "--datastore-mode 'vm'" in lines[1] and "native or container" in lines[1]
+
+
+def test_runtime_agent_names_the_settings_it_lacks(cat):
+    (line,) = problems(Target("debian", "postgresql", agent_source="runtime", env=(("CONTROLLER_IP", "10.0.0.1"),)), cat)
+    assert "HOST_SCP_USERNAME, PATH_TROVE, SSH_DIR" in line
+
+
+def test_agent_path_must_be_a_folder_here(cat, tmp_path):
+    (line,) = problems(Target("debian", "postgresql", agent_source=f"path:{tmp_path}/nope"), cat)
+    assert "no such folder" in line
+
+
+def test_default_mode_follows_the_agent_release():
+    assert Target("debian", "postgresql").mode == "container"
+    assert Target("debian", "postgresql", agent_source="pypi:13.0.0").mode == "native"
+    assert Target("debian", "postgresql", datastore_mode="native").mode == "native"
