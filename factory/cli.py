@@ -197,20 +197,31 @@ def builder_build(
 
 @app.command()
 def elements(as_: Annotated[str, typer.Option("--as", help="table or json.")] = "table") -> None:
-    """The support matrix: distros and their datastores, from the elements present."""
+    """The support matrix: distro x datastore, what building it needs, whether it is built here."""
+    from dataclasses import asdict
+
+    from factory import support
     from factory.config import catalog
     from factory.elements import search_path
 
     try:
         cat = catalog(search_path())
+        rows = support.matrix(cat, support.host_mirror_check, support.built_targets())
     except FactoryError as e:
         _fail(str(e))
     if as_ == "json":
-        typer.echo(json.dumps({d: list(s) for d, s in cat.distros.items()}, indent=2))
+        typer.echo(json.dumps([asdict(r) for r in rows], indent=2))
         return
-    for distro, stores in cat.distros.items():
-        release = cat.default_releases.get(distro, "?")
-        typer.echo(f"{distro:10} (default release {release}): {', '.join(stores) or '-'}")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="support matrix (native datastores; container mode runs any of them from an image)",
+                  title_justify="left")
+    for col in ("distro", "default release", "datastore", "status", "built here"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.distro, cat.default_releases.get(r.distro, "?"), r.datastore, r.status, "yes" if r.built_here else "-")
+    Console(width=max(Console().width, 140)).print(table)
 
 
 @app.command()

@@ -175,6 +175,20 @@ def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None,
     return plan
 
 
+def check_requirements(plan: Plan) -> None:
+    """Settings elements declare they need, checked before anything is built."""
+    from factory.elements import unmet_requirement
+
+    problems = []
+    for layer in plan.layers:
+        for element in sorted(layer.runs.values(), key=lambda e: e.name):
+            unmet = unmet_requirement(element, layer.env)
+            if unmet:
+                problems.append(f"{plan.target.name}: element {element.name} needs {unmet}; pass it with --env")
+    if problems:
+        raise FactoryError("\n".join(problems))
+
+
 def mark_cache(plan: Plan) -> Plan:
     from factory.engine.docker import image_exists
 
