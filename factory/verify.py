@@ -56,7 +56,7 @@ say "agent-log $(grep -v DEBUG "$log" 2>/dev/null | tail -n 2 | cut -c1-160 | tr
 say "datastore $name $store $(systemctl is-active "$store" 2>/dev/null)"
 if [ -n "$image" ]; then
     say "image $image $(docker image inspect --format '{{{{.Id}}}}' "$image" 2>/dev/null | cut -c1-19 || true)"
-    if docker run --rm --network none --entrypoint true "$image" > /dev/null 2>&1; then r=ok; else r=failed; fi
+    if err=$(docker run --rm --network none --entrypoint true "$image" 2>&1); then r=ok; else r="failed: $(echo "$err" | tail -n 1 | cut -c1-150)"; fi
     say "image-run $image $r"
 fi
 say "datasource $(grep -ho '"datasource": "[^"]*"' /run/cloud-init/status.json /run/cloud-init/result.json 2>/dev/null | head -1)"
