@@ -14,10 +14,10 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # 1. Debian packages the host needs. With --test, also the servers the tests
-#    run for real (Swift with s3api for the S3/Swift publish and cache tests).
+#    run for real: Swift with s3api (S3/Swift publish, layer cache) and Glance.
 packages=(docker.io mmdebstrap debootstrap qemu-utils qemu-system-x86 genisoimage python3 python3-venv
           ca-certificates e2fsprogs dosfstools util-linux)
-test_packages=(swift swift-proxy swift-object swift-container swift-account memcached)
+test_packages=(swift swift-proxy swift-object swift-container swift-account memcached glance-api)
 [ -n "$extra" ] && packages+=("${test_packages[@]}")
 missing=()
 for p in "${packages[@]}"; do

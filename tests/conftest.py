@@ -91,3 +91,13 @@ def swift_server(tmp_path_factory):
 
     with swift.running(tmp_path_factory.mktemp("swift")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def glance_server(tmp_path_factory):
+    """A real standalone Glance on 127.0.0.1 (tests/servers/glance.py), stopped
+    at the end of the session."""
+    from tests.servers import glance
+
+    with glance.running(tmp_path_factory.mktemp("glance")) as server:
+        yield server
