@@ -66,7 +66,8 @@ def reading(path: Path, size: int, where: str) -> Iterator[Reader]:
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                         TimeRemainingColumn(), console=Console(stderr=True), disable=not sys.stderr.isatty(),
                         transient=True)
-    task = progress.add_task(f"{path.name} -> {where}", total=size)
+    label = where if len(where) <= 40 else "..." + where[-37:]  # room for the bar on a narrow terminal
+    task = progress.add_task(label, total=size)
     started = time.monotonic()
     reader = Reader(path, size, lambda n: progress.advance(task, n))
     try:

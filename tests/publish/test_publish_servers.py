@@ -67,10 +67,12 @@ def test_glance_publish_sets_properties_tags_and_bytes_then_uploads_nothing_twic
         assert shown.get(key) == value, key
     assert sha256(glance_download(conn, image_id)) == want_sha
 
-    second = run_publish(*args, env=glance_env, secrets=secrets_of(swift_server))
+    second = run_publish(*args, "--glance-property", "site_note=second", env=glance_env,
+                         secrets=secrets_of(swift_server))
     assert second.returncode == 0, second.stderr[-3000:]
     assert glance_image_id(second) == image_id
     assert "already there, nothing uploaded" in second.stdout and not uploaded_events(second)
+    assert glance_image(conn, image_id)["site_note"] == "second"  # properties follow, bytes stay
     same = [i for i in conn.image.images() if (i.properties or {}).get("factory_sha256") == want_sha]
     assert [i.id for i in same] == [image_id]
 
