@@ -108,7 +108,7 @@ def publish(artifact: Artifact, target: targets.S3, opts: Options) -> Published:
 
     s3 = _client(opts.s3_endpoint_url)
     names = artifact.object_names(target.prefix)
-    bucket = target.bucket
+    bucket = target.place
     try:
         uploaded = not _already_there(s3, bucket, names["image"], artifact)
         if uploaded:

@@ -83,7 +83,7 @@ def _upload_image(store, container: str, name: str, artifact: Artifact, part_siz
 def publish(artifact: Artifact, target: targets.Swift, opts: Options) -> Published:
     conn = cloud.connect(opts.os_cloud)
     names = artifact.object_names(target.prefix)
-    container = target.container
+    container = target.place
     try:
         store = conn.object_store
         _ok(store.put(_path(container)))  # creating a container is idempotent in Swift

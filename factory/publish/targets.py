@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,21 +21,21 @@ class Glance:
 
 
 @dataclass(frozen=True)
-class S3:
-    bucket: str
+class _ObjectStore:
+    place: str  # the bucket or container
     prefix: str = ""
+    scheme: ClassVar[str]
 
     def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        return f"{self.scheme}://{self.place}/{self.prefix}".rstrip("/")
 
 
-@dataclass(frozen=True)
-class Swift:
-    container: str
-    prefix: str = ""
+class S3(_ObjectStore):
+    scheme = "s3"
 
-    def __str__(self) -> str:
-        return f"swift://{self.container}/{self.prefix}".rstrip("/")
+
+class Swift(_ObjectStore):
+    scheme = "swift"
 
 
 @dataclass(frozen=True)
