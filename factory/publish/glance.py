@@ -112,13 +112,21 @@ def publish(artifact: Artifact, target: targets.Glance, opts: Options) -> Publis
     conn = cloud.connect(opts.os_cloud)
     api = conn.image
     props = properties(artifact, dict(opts.glance_properties))
+    from openstack.exceptions import HttpException
+
     try:
         done, unfinished = _find(api, artifact)
         for image in unfinished:
             _log.info("removing an unfinished image an earlier publish left", image_id=image.id, status=image.status)
-            api.delete_image(image.id, ignore_missing=True)
+            try:
+                api.delete_image(image.id, ignore_missing=True)
+            except HttpException as e:  # another project's: not ours to remove, and no reason to stop
+                _log.warning("could not remove an unfinished image", image_id=image.id, reason=log.scrub(str(e)))
         if done is not None:
-            api.update_image_properties(image=done, meta=props)  # e.g. a new --glance-property
+            try:
+                api.update_image_properties(image=done, meta=props)  # e.g. a new --glance-property
+            except HttpException as e:  # e.g. a public image of another project: report it all the same
+                _log.warning("could not update the image's properties", image_id=done.id, reason=log.scrub(str(e)))
             image_id, uploaded = done.id, False
         else:
             image_id = _upload(api, artifact, opts.glance_name or artifact.stem, props, opts.visibility)
