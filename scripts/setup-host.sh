@@ -38,6 +38,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || status=$?
     [ -n "$own_policy" ] && as_root rm -f /usr/sbin/policy-rc.d
     [ "$status" = 0 ] || exit "$status"
+    # Should a daemon have started all the same, stop it through its own init
+    # script (which goes by its pid file, so the tests' servers are left alone).
+    for script in /etc/init.d/memcached /etc/init.d/glance-api /etc/init.d/swift-*; do
+        [ -x "$script" ] && "$script" status >/dev/null 2>&1 && as_root "$script" stop >/dev/null 2>&1 || true
+    done
 fi
 
 # 2. A container engine that answers. Use the host's if one runs; otherwise
