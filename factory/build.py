@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from factory import log
+from factory import agent, containers, log
 from factory.assemble import DEFAULT_COMPRESSION, assemble
 from factory.config import Target
 from factory.elements import search_path
@@ -21,7 +21,7 @@ from factory.engine.docker import image_exists
 from factory.errors import FactoryError
 from factory.keyrings import ensure_keyring
 from factory.layers import load_meta
-from factory.plan import Plan, plan_stack
+from factory.plan import Plan, check_requirements, plan_stack
 from factory.preflight import check_mirror
 from factory.settings import state_dir
 from factory.trust import host_trust
@@ -30,20 +30,31 @@ _log = log.get("build")
 
 
 @contextmanager
-def _layer_lock(key: str):
-    """One build per layer key on this host; a second build waits, then reuses."""
+def _host_lock(name: str, waiting: str, **fields):
     locks = state_dir() / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{key}.lock", "w") as f:
+    with open(locks / f"{name}.lock", "w") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            _log.info("another build is making this layer; waiting for it", key=key[:16])
+            _log.info(waiting, **fields)
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _layer_lock(key: str):
+    """One build per layer key on this host; a second build waits, then reuses."""
+    return _host_lock(key, "another build is making this layer; waiting for it", key=key[:16])
+
+
+def _package_cache_lock(distro: str):
+    """The shared package cache takes one package manager at a time (apt
+    refuses a locked cache rather than wait), so layers that use it are
+    built one after another on this host."""
+    return _host_lock(f"package-cache-{distro}", "another build is using the package cache; waiting for it", distro=distro)
 
 
 def _terminate_on_sigterm() -> None:
@@ -87,11 +98,12 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool) -> list[dict]:
                 summary.append({"layer": layer.name, "key": layer.key, "state": "cached (built by another run)", "seconds": time.monotonic() - started})
             else:
                 _log.info("building layer", layer=layer.name, key=layer.key[:16], elements=" ".join(sorted(layer.runs)))
-                result = engine.build_layer(
-                    layer, parent, builder_image=plan.builder_image, trust=trust, element_paths=paths,
-                    workroot=state_dir() / "work", logdir=state_dir() / "logs", target_name=plan.target.name,
-                    verbose=verbose, cache_dir=_cache_dir(), package_cache=package_cache,
-                )
+                with _package_cache_lock(plan.target.distro):
+                    result = engine.build_layer(
+                        containers.staged(layer), parent, builder_image=plan.builder_image, trust=trust,
+                        element_paths=paths, workroot=state_dir() / "work", logdir=state_dir() / "logs",
+                        target_name=plan.target.name, verbose=verbose, cache_dir=_cache_dir(), package_cache=package_cache,
+                    )
                 _log.info("layer built", layer=layer.name, seconds=round(result.seconds, 1),
                           phases=", ".join(f"{p.phase} {p.seconds:.0f}s" for p in result.phases))
                 summary.append({"layer": layer.name, "key": layer.key, "state": "built", "seconds": result.seconds})
@@ -116,8 +128,12 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
     orphans = engine.sweep_orphans()
     if orphans:
         _log.info("removed containers left by an interrupted build", count=orphans)
+    for warning in agent.warnings(target.agent, target.mode, target.datastore):
+        _log.warning(warning)
     builder = ensure_builder(host_trust(), base=builder_base, verbose=log.VERBOSE)
+    target = containers.with_image(target)
     plan = plan_stack(target, builder.id)
+    check_requirements(plan)
     if not target.env_dict().get("DIB_APT_KEYRING"):
         ensure_keyring(target.distro, target.env_dict().get("DIB_DISTRIBUTION_MIRROR"), target.arch)
     if not image_exists(plan.layers[0].tag) or plan.layers[0].name in (refresh or []):

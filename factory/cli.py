@@ -29,7 +29,8 @@ Release = Annotated[Optional[str], typer.Option("--release", help="Distro releas
 Arch = Annotated[Optional[str], typer.Option("--arch", help="amd64 (default) or arm64.")]
 Datastore = Annotated[Optional[str], typer.Option("--datastore", help="e.g. postgresql, mariadb, redis.")]
 DatastoreVersion = Annotated[Optional[str], typer.Option("--datastore-version", help="Where the distro offers several.")]
-AgentSource = Annotated[Optional[str], typer.Option("--agent-source", help="Guest agent source: pypi:VERSION, path:DIR, git:URL@REF.")]
+AgentSource = Annotated[Optional[str], typer.Option("--agent-source", help="Guest agent: pypi[:VERSION] (default: a current trove release), path:DIR, git:URL[@REF], runtime (development only).")]
+DatastoreMode = Annotated[Optional[str], typer.Option("--datastore-mode", help="native (packages in the image) or container (image preloaded for the agent to run); default follows the agent release.")]
 Element = Annotated[list[str], typer.Option("--element", help="Extra DIB element (repeatable).")]
 Package = Annotated[list[str], typer.Option("--package", "-p", help="Extra package to install (repeatable), like DIB's -p.")]
 Env = Annotated[list[str], typer.Option("--env", help="KEY=VALUE for the elements (repeatable).")]
@@ -47,7 +48,7 @@ Visibility = Annotated[str, typer.Option("--visibility", help="Glance visibility
 def _flags(**kw) -> Flags:
     return Flags(
         distro=kw["distro"], release=kw["release"], arch=kw["arch"], datastore=kw["datastore"],
-        datastore_version=kw["datastore_version"], agent_source=kw["agent_source"],
+        datastore_version=kw["datastore_version"], agent_source=kw["agent_source"], datastore_mode=kw["datastore_mode"],
         elements=list(kw["element"] or []), packages=list(kw["package"] or []), env=list(kw["env"] or []),
         image_size=kw["image_size"], formats=list(kw["format"] or []), output=kw["output"], config=kw["config"],
     )
@@ -78,7 +79,8 @@ def _targets(flags: Flags):
 @app.command()
 def build(
     distro: Distro = None, release: Release = None, arch: Arch = None, datastore: Datastore = None,
-    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, element: Element = [],
+    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, datastore_mode: DatastoreMode = None,
+    element: Element = [],
     package: Package = [], env: Env = [], image_size: ImageSize = None, format: Format = [],
     output: Output = None, config: Config = None,
     refresh: Annotated[list[str], typer.Option("--refresh", help="Rebuild this layer (and those above) even if cached.")] = [],
@@ -109,7 +111,7 @@ def build(
                 from factory import verify as verifying
 
                 image, man = manifests.artifact_for(manifest)
-                report = verifying.verify(image, target.datastore, target.datastore_version)
+                report = verifying.verify(image, verifying.guest_from_manifest(man))
                 verifying.print_report(report)
                 if not report.passed:
                     raise typer.Exit(1)
@@ -126,7 +128,8 @@ def build(
 @app.command()
 def plan(
     distro: Distro = None, release: Release = None, arch: Arch = None, datastore: Datastore = None,
-    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, element: Element = [],
+    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, datastore_mode: DatastoreMode = None,
+    element: Element = [],
     package: Package = [], env: Env = [], image_size: ImageSize = None, format: Format = [],
     output: Output = None, config: Config = None,
     as_: Annotated[str, typer.Option("--as", help="table (default) or json.")] = "table",
@@ -209,20 +212,31 @@ def builder_build(
 
 @app.command()
 def elements(as_: Annotated[str, typer.Option("--as", help="table or json.")] = "table") -> None:
-    """The support matrix: distros and their datastores, from the elements present."""
+    """The support matrix: distro x datastore, what building it needs, whether it is built here."""
+    from dataclasses import asdict
+
+    from factory import support
     from factory.config import catalog
     from factory.elements import search_path
 
     try:
         cat = catalog(search_path())
+        rows = support.matrix(cat, support.host_mirror_check, support.built_targets())
     except FactoryError as e:
         _fail(str(e))
     if as_ == "json":
-        typer.echo(json.dumps({d: list(s) for d, s in cat.distros.items()}, indent=2))
+        typer.echo(json.dumps([asdict(r) for r in rows], indent=2))
         return
-    for distro, stores in cat.distros.items():
-        release = cat.default_releases.get(distro, "?")
-        typer.echo(f"{distro:10} (default release {release}): {', '.join(stores) or '-'}")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="support matrix (native datastores; container mode runs any of them from an image)",
+                  title_justify="left")
+    for col in ("distro", "default release", "datastore", "status", "built here"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.distro, cat.default_releases.get(r.distro, "?"), r.datastore, r.status, "yes" if r.built_here else "-")
+    Console(width=max(Console().width, 140)).print(table)
 
 
 @app.command()
@@ -241,11 +255,11 @@ def verify(
         _fail(f"--accel '{accel}' is not known; use auto, kvm or tcg")
     try:
         if datastore:
-            image, version = artifact, None
+            image, guest = artifact, verifying.Guest(datastore)
         else:
             image, man = manifests.artifact_for(artifact)
-            datastore, version = man["target"]["datastore"], man["target"].get("datastore_version")
-        report = verifying.verify(image, datastore, version, timeout=timeout, accel=accel, guest_info_file=not no_guest_info)
+            guest = verifying.guest_from_manifest(man)
+        report = verifying.verify(image, guest, timeout=timeout, accel=accel, guest_info_file=not no_guest_info)
     except FactoryError as e:
         _fail(str(e))
     verifying.print_report(report)

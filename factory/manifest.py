@@ -16,6 +16,7 @@ class Manifest:
     target: dict
     assembly_key: str
     layers: list[dict]  # name, key, parent, elements, element tree hashes, packages added
+    guest_agent: dict = field(default_factory=dict)  # source, datastore mode, warnings
     images: dict[str, dict] = field(default_factory=dict)  # format -> file, bytes, sha256
     tools: dict[str, str] = field(default_factory=dict)
     tree_bytes: int = 0
@@ -26,6 +27,7 @@ class Manifest:
             "schema": MANIFEST_SCHEMA,
             "target": self.target,
             "assembly_key": self.assembly_key,
+            "guest_agent": self.guest_agent,
             "layers": self.layers,
             "images": self.images,
             "tools": self.tools,

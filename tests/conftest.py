@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# Native datastores are driven by guest agents before Trove 14; 13.0.1 is the
+# last of them (current agents run the datastore in a container).
+NATIVE_AGENT = ["--agent-source", "pypi:13.0.1"]
 FACTORY = str(Path(sys.executable).parent / "factory")
 
 

@@ -56,7 +56,10 @@ def test_fedora_plan_shows_the_fedora_stack():
     layers = {l["layer"]: l for l in json.loads(run.stdout)[0]["layers"]}
     assert "fedora-minimal" in layers["base"]["elements"]
     assert "fedora-guest" in layers["guest"]["elements"]
-    assert "fedora-postgresql" in layers["datastore"]["elements"]
+    # The default agent runs the datastore in a container; native installs packages.
+    assert "container-datastore" in layers["datastore"]["elements"]
+    run = factory("plan", "--distro", "fedora", "--datastore", "postgresql", "--datastore-mode", "native", "--as", "json")
+    assert "fedora-postgresql" in json.loads(run.stdout)[0]["layers"][-1]["elements"]
 
 
 def test_fedora_build_without_a_reachable_mirror_stops_at_once(tmp_path):

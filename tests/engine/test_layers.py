@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, factory
+from tests.conftest import NATIVE_AGENT, REPO, factory
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
-TARGET = ["--distro", "debian", "--release", "bookworm"]
+TARGET = ["--distro", "debian", "--release", "bookworm", *NATIVE_AGENT]
 
 
 def plan(*args: str, env: dict | None = None) -> dict[str, dict]:
