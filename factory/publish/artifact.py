@@ -38,12 +38,21 @@ class Artifact:
     def key(self) -> str:
         return self.manifest["assembly_key"]
 
+    def datastore_mode(self) -> str | None:
+        """native (packages in the image) or container (an image the agent runs)."""
+        return (self.manifest.get("guest_agent") or {}).get("datastore_mode")
+
     def datastore_version(self) -> str | None:
-        """The version asked for, else the one the datastore layer installed:
-        the upstream version of the package named after the datastore (or
-        its -server), e.g. postgresql 15+248 -> 15."""
+        """The version asked for; else, in container mode, the tag of the
+        preloaded image (Trove wants the version to be that tag); else the
+        one the datastore layer installed: the upstream version of the
+        package named after the datastore (or its -server), e.g.
+        postgresql 15+248 -> 15."""
         if self.target.get("datastore_version"):
             return self.target["datastore_version"]
+        image = (self.target.get("env") or {}).get("DATASTORE_IMAGE", "")
+        if self.datastore_mode() == "container" and ":" in image.rsplit("/", 1)[-1]:
+            return image.rsplit(":", 1)[1]
         datastore = self.target["datastore"]
         for layer in self.manifest.get("layers", []):
             if layer.get("layer") != "datastore":

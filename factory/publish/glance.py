@@ -40,6 +40,8 @@ def properties(artifact: Artifact, extra: dict[str, str]) -> dict[str, str]:
     version = artifact.datastore_version()
     if version:
         props["trove_datastore_version"] = version
+    if artifact.datastore_mode():
+        props["trove_datastore_mode"] = artifact.datastore_mode()
     if "qemu-guest-agent" in artifact.packages():
         props["hw_qemu_guest_agent"] = "yes"
     return {**props, **extra}

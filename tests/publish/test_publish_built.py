@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import NATIVE_AGENT
 from tests.publish.conftest import FAKE_OS_PASSWORD
 from tests.publish.helpers import (clouds_yaml, glance_download, glance_image, glance_image_id, publish, sha256,
                                    swift_get, uploaded_events)
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-TARGET = ["--distro", "debian", "--release", "bookworm", "--datastore", "postgresql"]
+TARGET = ["--distro", "debian", "--release", "bookworm", "--datastore", "postgresql", *NATIVE_AGENT]
 
 
 def test_build_publishes_to_glance_s3_and_swift_and_a_second_publish_uploads_nothing(

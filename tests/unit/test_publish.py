@@ -75,6 +75,10 @@ def test_datastore_version_asked_for_wins_over_the_installed_one():
     mariadb.manifest["layers"][1]["packages_added"] = ["mariadb-server=1:10.11.14-0+deb12u2"]
     assert mariadb.datastore_version() == "10.11.14"
     assert artifact(datastore="redis").datastore_version() is None
+    container = artifact(env={"DATASTORE_IMAGE": "127.0.0.1:5000/postgres:16"})
+    container.manifest["guest_agent"] = {"datastore_mode": "container"}
+    assert container.datastore_version() == "16" and container.datastore_mode() == "container"
+    assert glance.properties(container, {})["trove_datastore_mode"] == "container"
 
 
 def test_trove_command_registers_the_image_as_a_datastore_version():
