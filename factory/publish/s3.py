@@ -100,7 +100,11 @@ def _upload_image(s3, bucket: str, key: str, artifact: Artifact, part_size: int)
                 s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
             raise
         # S3's ETag of a multipart object: md5 of the parts' md5s, "-", their count.
-        _expect_etag(r["ETag"], f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(parts)}", key)
+        try:
+            _expect_etag(r["ETag"], f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(parts)}", key)
+        except FactoryError:
+            s3.delete_object(Bucket=bucket, Key=key)  # never a wrong object under the image's name
+            raise
 
 
 def publish(artifact: Artifact, target: targets.S3, opts: Options) -> Published:

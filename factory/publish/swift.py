@@ -77,7 +77,9 @@ def _upload_image(store, container: str, name: str, artifact: Artifact, part_siz
     want = hashlib.md5("".join(s["etag"] for s in segments).encode()).hexdigest()
     got = _ok(store.head(_path(container, name))).headers.get("Etag", "").strip('"')
     if got != want:
-        raise FactoryError(f"Swift's checksum of {where} ({got}) is not the one sent ({want}); publish again")
+        store.delete(_path(container, name) + "?multipart-manifest=delete")  # the object and its segments
+        raise FactoryError(f"Swift's checksum of {where} ({got}) is not the one sent ({want}); nothing was kept; "
+                           "publish again")
 
 
 def publish(artifact: Artifact, target: targets.Swift, opts: Options) -> Published:
