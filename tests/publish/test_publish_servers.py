@@ -8,10 +8,12 @@ import json
 import os
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from factory.errors import FactoryError
 from factory.publish import Options, publish
 from factory.publish import artifact as artifacts
 from factory.publish import targets
@@ -220,3 +222,23 @@ def test_no_credential_in_errors_logs_or_published_files(swift_server, s3_env, s
         if path.is_file() and path.suffix != ".qcow2":
             text = path.read_text()
             assert not any(s in text for s in secrets_of(swift_server)), path
+
+
+def test_an_upload_that_fails_midway_leaves_no_object_parts_or_segments(swift_server, s3_env, swift_env,
+                                                                        small_artifact, monkeypatch):
+    """The image's bytes stop matching its manifest: found after every part is up, before the object exists."""
+    for k, v in {**s3_env, **swift_env}.items():
+        monkeypatch.setenv(k, v)
+    s3 = swift_server.s3_client()
+    s3.create_bucket(Bucket="failing")
+    wrong = replace(artifacts.load(small_artifact), sha256="0" * 64)
+    small_parts = Options(os_cloud="test", s3_endpoint_url=swift_server.endpoint_url, part_size=5 << 20)
+    for target in ("s3://failing/p", "swift://failing-native/p"):
+        with pytest.raises(FactoryError, match="changed while it was published"):
+            publish(wrong, targets.parse(target), small_parts)
+    assert not s3.list_objects_v2(Bucket="failing").get("Contents")
+    assert not s3.list_multipart_uploads(Bucket="failing").get("Uploads")
+    storage_url, token = swift_server.token()
+    for container in ("failing-native", "failing-native_segments"):
+        _, listing = swift_get(storage_url, token, f"{container}?format=json")
+        assert json.loads(listing) == [], container
