@@ -38,6 +38,11 @@ ImageSize = Annotated[Optional[str], typer.Option("--image-size", help="Disk siz
 Format = Annotated[list[str], typer.Option("--format", "-t", help="qcow2 (default), raw, tar, ... (repeatable or comma-separated).")]
 Output = Annotated[Optional[str], typer.Option("--output", "-o", help="Directory for artifacts (default ./out).")]
 Config = Annotated[Optional[Path], typer.Option("--config", help="factory.yaml with defaults and a target matrix.")]
+OsCloud = Annotated[Optional[str], typer.Option("--os-cloud", help="clouds.yaml entry for Glance/Swift (default: OS_CLOUD or OS_* variables).")]
+S3Endpoint = Annotated[Optional[str], typer.Option("--s3-endpoint-url", help="S3 endpoint (Swift s3api, Ceph, MinIO); default: the AWS configuration's.")]
+GlanceName = Annotated[Optional[str], typer.Option("--glance-name", help="Glance image name (default: the artifact's name).")]
+GlanceProperty = Annotated[list[str], typer.Option("--glance-property", help="K=V image property for Glance (repeatable; wins over derived ones).")]
+Visibility = Annotated[str, typer.Option("--visibility", help="Glance visibility: private (default), shared, community, public.")]
 
 
 def _flags(**kw) -> Flags:
@@ -53,10 +58,6 @@ def _fail(message: str, code: int = 2) -> None:
     for line in str(message).splitlines() or [""]:
         typer.echo(f"error: {line}", err=True)
     raise typer.Exit(code)
-
-
-def _not_yet(what: str) -> None:
-    _fail(f"{what} is not available yet in this version of the factory", code=3)
 
 
 @app.callback()
@@ -87,11 +88,21 @@ def build(
     compression: Annotated[str, typer.Option("--compression", help="qcow2 compression: zlib (default, any qemu), zstd (faster, qemu >= 5.1 readers), none.")] = "zlib",
     qemu_img_options: Annotated[Optional[str], typer.Option("--qemu-img-options", help="Extra -o options for qemu-img, comma separated (as DIB).")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Boot the image and check it (as `factory verify`).")] = False,
+    publish: Annotated[list[str], typer.Option("--publish", help="Publish the artifact there after the build (repeatable; as `factory publish --to`).")] = [],
+    os_cloud: OsCloud = None, s3_endpoint_url: S3Endpoint = None, glance_name: GlanceName = None,
+    glance_property: GlanceProperty = [], visibility: Visibility = "private",
 ) -> None:
     """Build the image(s) for a target: missing layers bottom-up, then the artifact."""
     from factory import build as building
+    from factory import manifest as manifests
+    from factory import publish as publishing
+    from factory.publish import artifact as artifacts
+    from factory.publish import targets as destinations
 
     try:
+        # Publish settings are checked before anything is built.
+        publish_to = [destinations.parse(t) for t in publish]
+        publish_options = publishing.options(os_cloud, s3_endpoint_url, glance_name, glance_property, visibility)
         targets = _targets(_flags(**locals()))
         for target in targets:
             manifest = building.build(target, refresh=refresh, builder_base=base, compression=compression, qemu_options=qemu_img_options)
@@ -99,11 +110,15 @@ def build(
             if verify:
                 from factory import verify as verifying
 
-                image, man = verifying.artifact_for(manifest)
+                image, man = manifests.artifact_for(manifest)
                 report = verifying.verify(image, verifying.guest_from_manifest(man))
                 verifying.print_report(report)
                 if not report.passed:
                     raise typer.Exit(1)
+            if publish_to:
+                built = artifacts.load(manifest)
+                for destination in publish_to:
+                    _print_published(publishing.publish(built, destination, publish_options))
     except FactoryError as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -233,6 +248,7 @@ def verify(
     no_guest_info: Annotated[bool, typer.Option("--no-guest-info", help="Inject no guest_info.conf (the agent must not start).")] = False,
 ) -> None:
     """Boot an image under qemu with a ConfigDrive and check the Trove guest comes up."""
+    from factory import manifest as manifests
     from factory import verify as verifying
 
     if accel not in ("auto", "kvm", "tcg"):
@@ -241,7 +257,7 @@ def verify(
         if datastore:
             image, guest = artifact, verifying.Guest(datastore)
         else:
-            image, man = verifying.artifact_for(artifact)
+            image, man = manifests.artifact_for(artifact)
             guest = verifying.guest_from_manifest(man)
         report = verifying.verify(image, guest, timeout=timeout, accel=accel, guest_info_file=not no_guest_info)
     except FactoryError as e:
@@ -251,13 +267,35 @@ def verify(
         raise typer.Exit(1)
 
 
+def _print_published(result) -> None:
+    state = "uploaded" if result.uploaded else "already there, nothing uploaded"
+    typer.echo(f"{result.target}: {result.location} ({state})")
+    if result.latest:
+        typer.echo(f"  latest: {result.latest}")
+    if result.trove_command:
+        typer.echo(f"  register it with Trove: {result.trove_command}")
+
+
 @app.command()
 def publish(
-    artifact: Annotated[Path, typer.Argument(help="The image to publish.")],
-    to: Annotated[list[str], typer.Option("--to", help="glance, s3://BUCKET/PREFIX, swift://CONTAINER/PREFIX, or a directory.")] = [],
+    artifact: Annotated[Path, typer.Argument(help="The image to publish (.qcow2), or its .manifest.json.")],
+    to: Annotated[list[str], typer.Option("--to", help="glance, s3://BUCKET/PREFIX, swift://CONTAINER/PREFIX, file:///DIR or a directory (repeatable; default: ./published).")] = [],
+    os_cloud: OsCloud = None, s3_endpoint_url: S3Endpoint = None, glance_name: GlanceName = None,
+    glance_property: GlanceProperty = [], visibility: Visibility = "private",
 ) -> None:
-    """Publish an artifact to Glance, S3, Swift or a directory."""
-    _not_yet("factory publish")
+    """Publish an artifact to Glance, S3, Swift or a directory; the same sha256 is never uploaded twice."""
+    from factory import publish as publishing
+    from factory.publish import artifact as artifacts
+    from factory.publish import targets as destinations
+
+    try:
+        opts = publishing.options(os_cloud, s3_endpoint_url, glance_name, glance_property, visibility)
+        chosen = destinations.parse_all(to)
+        loaded = artifacts.load(artifact)
+        for destination in chosen:
+            _print_published(publishing.publish(loaded, destination, opts))
+    except FactoryError as e:
+        _fail(str(e))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from factory.errors import FactoryError
+
 MANIFEST_SCHEMA = 1
 
 
@@ -41,3 +43,20 @@ class Manifest:
 
 def read(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def artifact_for(path: Path) -> tuple[Path, dict]:
+    """(image, manifest) from an image path or its manifest path."""
+    path = Path(path)
+    if path.name.endswith(".manifest.json"):
+        man = read(path)
+        images = man.get("images", {})
+        fmt = "qcow2" if "qcow2" in images else next((f for f in images if f != "tar"), None)
+        if not fmt:
+            raise FactoryError(f"{path} names no bootable image (formats: {', '.join(images) or 'none'})")
+        return path.parent / images[fmt]["file"], man
+    stem = path.name.rsplit(".", 1)[0]
+    man_path = path.with_name(f"{stem}.manifest.json")
+    if not man_path.exists():
+        raise FactoryError(f"no manifest beside {path} ({man_path.name}); pass an image that factory build made")
+    return path, read(man_path)

@@ -283,25 +283,6 @@ def guest_from_manifest(man: dict) -> Guest:
                  user=env.get("GUEST_USERNAME", "trove"), logdir=env.get("GUEST_LOGDIR", "/var/log/trove"))
 
 
-def artifact_for(path: Path) -> tuple[Path, dict]:
-    """(image, manifest) from an image path or its manifest path."""
-    from factory import manifest as manifests
-
-    path = Path(path)
-    if path.name.endswith(".manifest.json"):
-        man = manifests.read(path)
-        images = man.get("images", {})
-        fmt = "qcow2" if "qcow2" in images else next((f for f in images if f != "tar"), None)
-        if not fmt:
-            raise FactoryError(f"{path} names no bootable image (formats: {', '.join(images) or 'none'})")
-        return path.parent / images[fmt]["file"], man
-    stem = path.name.rsplit(".", 1)[0]
-    man_path = path.with_name(f"{stem}.manifest.json")
-    if not man_path.exists():
-        raise FactoryError(f"no manifest beside {path} ({man_path.name}); verify an image that factory build made, or pass --datastore")
-    return path, manifests.read(man_path)
-
-
 def print_report(report: Report) -> None:
     from rich.console import Console
     from rich.table import Table

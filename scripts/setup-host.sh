@@ -13,17 +13,36 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# 1. Debian packages the host needs.
+# 1. Debian packages the host needs. With --test, also the servers the tests
+#    run for real: Swift with s3api (S3/Swift publish, layer cache) and Glance.
 packages=(docker.io mmdebstrap debootstrap qemu-utils qemu-system-x86 genisoimage python3 python3-venv
           ca-certificates e2fsprogs dosfstools util-linux)
+test_packages=(swift swift-proxy swift-object swift-container swift-account memcached glance-api)
+[ -n "$extra" ] && packages+=("${test_packages[@]}")
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
+    # Server packages start their daemons from postinst, listening on every
+    # interface. A policy-rc.d that answers 101 forbids that; the tests start
+    # the servers themselves on 127.0.0.1. Ours is removed again afterwards.
+    own_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        as_root sh -c 'printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
+        own_policy=1
+    fi
     as_root apt-get update -q >/dev/null
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    status=0
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+    [ -n "$own_policy" ] && as_root rm -f /usr/sbin/policy-rc.d
+    [ "$status" = 0 ] || exit "$status"
+    # Should a daemon have started all the same, stop it through its own init
+    # script (which goes by its pid file, so the tests' servers are left alone).
+    for script in /etc/init.d/memcached /etc/init.d/glance-api /etc/init.d/swift-*; do
+        [ -x "$script" ] && "$script" status >/dev/null 2>&1 && as_root "$script" stop >/dev/null 2>&1 || true
+    done
 fi
 
 # 2. A container engine that answers. Use the host's if one runs; otherwise

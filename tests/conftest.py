@@ -84,3 +84,23 @@ def closed_mirror_repos(folder: Path) -> Path:
     s.close()
     (folder / "mirror.repo").write_text(f"[fedora]\nbaseurl=http://127.0.0.1:{port}/fedora/\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def swift_server(tmp_path_factory):
+    """A real one-node Swift with the S3 API on 127.0.0.1 (tests/servers/swift.py),
+    stopped at the end of the session."""
+    from tests.servers import swift
+
+    with swift.running(tmp_path_factory.mktemp("swift")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def glance_server(tmp_path_factory):
+    """A real standalone Glance on 127.0.0.1 (tests/servers/glance.py), stopped
+    at the end of the session."""
+    from tests.servers import glance
+
+    with glance.running(tmp_path_factory.mktemp("glance")) as server:
+        yield server
