@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.conftest import REPO, factory
+from tests.conftest import NATIVE_AGENT, REPO, factory
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -28,11 +28,12 @@ def contract_layer(tmp_path_factory):
     (layers / "25-contract.yaml").write_text(LAYER)
     env = {"FACTORY_LAYERS_PATH": str(layers), "ELEMENTS_PATH": str(REPO / "tests" / "elements")}
     out = tmp_path_factory.mktemp("out")
-    run = factory("build", "--distro", "debian", "--release", "bookworm", "--datastore", "postgresql",
+    run = factory("build", "--distro", "debian", "--release", "bookworm", "--datastore", "postgresql", *NATIVE_AGENT,
                   "--format", "tar", "--output", str(out), env=env)
     assert run.returncode == 0, run.stderr[-4000:]
     assert run.layer_states()["contract"] == "built" or run.layer_states()["contract"] == "cached"
-    p = factory("plan", "--as", "json", "--distro", "debian", "--release", "bookworm", "--datastore", "postgresql", env=env)
+    p = factory("plan", "--as", "json", "--distro", "debian", "--release", "bookworm", "--datastore", "postgresql",
+                *NATIVE_AGENT, env=env)
     layers_json = {l["layer"]: l for l in json.loads(p.stdout)[0]["layers"]}
     assert list(layers_json) == ["base", "guest", "contract", "datastore"]
     return layers_json["contract"]["image"], out
