@@ -13,7 +13,7 @@ from rich.table import Table
 
 from factory import log
 from factory.assemble import DEFAULT_COMPRESSION, assemble
-from factory.config import Target
+from factory.config import CacheSettings, Target
 from factory.elements import search_path
 from factory.engine import layer as engine
 from factory.engine.builder import ensure_builder
@@ -24,6 +24,7 @@ from factory.layers import load_meta
 from factory.plan import Plan, plan_stack
 from factory.preflight import check_mirror
 from factory.settings import state_dir
+from factory.store.cache import RemoteCache
 from factory.trust import host_trust
 
 _log = log.get("build")
@@ -61,7 +62,7 @@ def _cache_dir() -> Path:
     return path
 
 
-def build_layers(plan: Plan, refresh: list[str], verbose: bool) -> list[dict]:
+def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCache) -> list[dict]:
     unknown = set(refresh) - {l.name for l in plan.layers}
     if unknown:
         raise FactoryError(f"--refresh {', '.join(sorted(unknown))}: no such layer; layers are {', '.join(l.name for l in plan.layers)}")
@@ -85,7 +86,11 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool) -> list[dict]:
             if image_exists(layer.tag) and not forcing:
                 _log.info("layer cached", layer=layer.name, key=layer.key[:16], built_by="another run")
                 summary.append({"layer": layer.name, "key": layer.key, "state": "cached (built by another run)", "seconds": time.monotonic() - started})
+            elif not forcing and (pulled := cache.pull(layer.name, layer.key)):
+                summary.append({"layer": layer.name, "key": layer.key, "state": f"pulled {_mib(pulled.bytes)}", "seconds": pulled.seconds})
             else:
+                if layer is plan.layers[0]:
+                    check_mirror(plan.target)
                 _log.info("building layer", layer=layer.name, key=layer.key[:16], elements=" ".join(sorted(layer.runs)))
                 result = engine.build_layer(
                     layer, parent, builder_image=plan.builder_image, trust=trust, element_paths=paths,
@@ -99,8 +104,24 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool) -> list[dict]:
     return summary
 
 
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.0f} MiB"
+
+
+def _push(plan: Plan, cache: RemoteCache, summary: list[dict]) -> None:
+    sent = cache.push([(l.name, l.key) for l in plan.layers])
+    for row in summary:
+        if row["key"] in sent:
+            row["state"] += f", pushed {_mib(sent[row['key']].bytes)} in {sent[row['key']].seconds:.0f}s"
+
+
 def print_summary(summary: list[dict], total: float) -> None:
-    table = Table(title=f"layers ({total:.1f}s in all)", title_justify="left")
+    counts = {"pulled": sum(row["state"].startswith("pulled") for row in summary),
+              "built": sum(row["state"] == "built" or row["state"].startswith("built,") for row in summary),
+              "pushed": sum(", pushed" in row["state"] for row in summary)}
+    _log.info("layers summary", **counts)
+    caption = ", ".join(f"{n} {word}" for word, n in counts.items())
+    table = Table(title=f"layers ({total:.1f}s in all): {caption}", title_justify="left")
     for col in ("layer", "key", "result", "seconds"):
         table.add_column(col)
     for row in summary:
@@ -109,7 +130,8 @@ def print_summary(summary: list[dict], total: float) -> None:
 
 
 def build(target: Target, refresh: list[str] | None = None, builder_base: str | None = None,
-          compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None) -> Path:
+          compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None,
+          cache: CacheSettings = CacheSettings()) -> Path:
     """Build a target; returns its manifest (beside the images it names)."""
     _terminate_on_sigterm()
     started = time.monotonic()
@@ -120,14 +142,14 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
     plan = plan_stack(target, builder.id)
     if not target.env_dict().get("DIB_APT_KEYRING"):
         ensure_keyring(target.distro, target.env_dict().get("DIB_DISTRIBUTION_MIRROR"), target.arch)
-    if not image_exists(plan.layers[0].tag) or plan.layers[0].name in (refresh or []):
-        check_mirror(target)
-    summary = build_layers(plan, refresh or [], log.VERBOSE)
+    remote = RemoteCache(cache)
+    summary = build_layers(plan, refresh or [], log.VERBOSE, remote)
     assemble_started = time.monotonic()
     manifest = assemble(plan, host_trust(), search_path(), state_dir(), _cache_dir(),
                         compression=compression, qemu_options=qemu_options, verbose=log.VERBOSE)
     summary.append({"layer": "(assemble)", "key": manifest.name.split(".")[0].rsplit("-", 1)[-1],
                     "state": "done", "seconds": time.monotonic() - assemble_started})
+    _push(plan, remote, summary)
     print_summary(summary, time.monotonic() - started)
     _log.info("artifact ready", manifest=str(manifest))
     return manifest

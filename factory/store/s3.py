@@ -1,0 +1,348 @@
+"""Layers in S3 (AWS, or Swift's S3 API, Ceph, MinIO), through boto3.
+
+Layout under the prefix, content-addressed so that bytes are stored once:
+  blobs/sha256/<hex>   a layer's diff tarball (as `docker save` writes it), or
+                       an image config; named by the sha256 of its bytes
+  layers/<key>.json    the record of one layer: its config digest and the
+                       digests of every diff it stands on, in order
+A record is written last, after every blob it names is complete (multipart
+uploads appear whole or not at all), so a key is visible only when it can be
+pulled; two machines pushing one key write the same blobs and equal records.
+A pull checks every byte it downloads against the record before the engine
+sees it; the engine rebuilds the image from those blobs with `docker load`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import boto3
+import docker
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+from factory import log
+from factory.engine.docker import client
+from factory.engine.layer import LABEL
+from factory.errors import FactoryError
+from factory.plan import LAYER_REPO
+from factory.settings import state_dir
+from factory.store.progress import TransferProgress
+from factory.store.remote import Refused, RemoteLayer, RemoteURL, RetryPolicy, Transfer, parse_created
+
+_log = log.get("s3")
+_CHUNK = 1 << 20
+_TRANSFER = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
+# A blob no record names is kept this long: a push in flight writes its
+# blobs first and its record last.
+ORPHAN_GRACE = 86400.0
+
+
+@dataclass(frozen=True)
+class Layout:
+    prefix: str
+
+    def _join(self, *parts: str) -> str:
+        return "/".join(p for p in (self.prefix, *parts) if p)
+
+    def blob(self, digest: str) -> str:
+        algorithm, _, hexdigest = digest.partition(":")
+        return self._join("blobs", algorithm, hexdigest)
+
+    def record(self, key: str) -> str:
+        return self._join("layers", f"{key}.json")
+
+    @property
+    def records(self) -> str:
+        return self._join("layers") + "/"
+
+    @property
+    def blobs(self) -> str:
+        return self._join("blobs") + "/"
+
+
+def make_record(key: str, config_digest: str, config: dict) -> dict:
+    labels = (config.get("config") or {}).get("Labels") or {}
+    return {
+        "key": key,
+        "layer": labels.get(f"{LABEL}.layer", "?"),
+        "parent": labels.get(f"{LABEL}.parent", ""),
+        "target": labels.get(f"{LABEL}.target", ""),
+        "created": config.get("created", ""),
+        "config": config_digest,
+        "layers": list((config.get("rootfs") or {}).get("diff_ids") or []),
+    }
+
+
+def check_config(key: str, record: dict, config_bytes: bytes) -> dict:
+    """The config a record names, or Refused: its bytes, key label and diffs must all agree."""
+    actual = "sha256:" + hashlib.sha256(config_bytes).hexdigest()
+    if record.get("key") != key or actual != record.get("config"):
+        raise Refused(f"config of {key[:16]} is {actual[:19]}, its record says {str(record.get('config'))[:19]}: corrupt or tampered")
+    config = json.loads(config_bytes)
+    if make_record(key, actual, config) != record or ((config.get("config") or {}).get("Labels") or {}).get(f"{LABEL}.key") != key:
+        raise Refused(f"config of {key[:16]} does not carry that key and the record's layers")
+    return config
+
+
+def _tar_entry(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    return info.tobuf(format=tarfile.GNU_FORMAT)
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % tarfile.BLOCKSIZE)
+
+
+def load_archive(key: str, config_digest: str, config_bytes: bytes, diff_ids: list[str], files: dict[str, Path]) -> Iterator[bytes]:
+    """A `docker load` archive, streamed: the engine reuses the layers it has,
+    so only those in `files` (diff digest -> verified tarball) are included."""
+    config_name = f"{config_digest.partition(':')[2]}.json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [f"{LAYER_REPO}:{key}"],
+                            "Layers": [f"{d.partition(':')[2]}/layer.tar" for d in diff_ids]}]).encode()
+    for name, data in (("manifest.json", manifest), (config_name, config_bytes)):
+        yield _tar_entry(name, len(data)) + data + _padding(len(data))
+    for digest, path in files.items():
+        size = path.stat().st_size
+        yield _tar_entry(f"{digest.partition(':')[2]}/layer.tar", size)
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                yield chunk
+        yield _padding(size)
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+class _Stream:
+    """A file-like view of the engine's `docker save` byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self.chunks, self.buffer = chunks, b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self.buffer) < n:
+            chunk = next(self.chunks, b"")
+            if not chunk:
+                break
+            self.buffer += chunk
+        out, self.buffer = (self.buffer, b"") if n < 0 else (self.buffer[:n], self.buffer[n:])
+        return out
+
+
+def _spool(source: BinaryIO, folder: Path) -> tuple[str, Path]:
+    """Copy to a temporary file, hashing on the way: (sha256 digest, file)."""
+    h = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False) as out:
+        while chunk := source.read(_CHUNK):
+            h.update(chunk)
+            out.write(chunk)
+    return "sha256:" + h.hexdigest(), Path(out.name)
+
+
+def _transient(e: BaseException) -> bool:
+    if isinstance(e, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
+        return True
+    if isinstance(e, botocore.exceptions.ClientError):
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return status >= 500 or e.response.get("Error", {}).get("Code") in ("SlowDown", "RequestTimeout")
+    return False
+
+
+def _missing(e: botocore.exceptions.ClientError) -> bool:
+    return e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+
+
+class S3Store:
+    def __init__(self, url: RemoteURL, endpoint_url: str | None = None, retry: RetryPolicy = RetryPolicy()):
+        self.url = url
+        self.bucket = url.host
+        self.layout = Layout(url.path)
+        self.retry = retry
+        # Path-style addressing and checksums only where S3 requires them:
+        # what Swift's S3 API, Ceph and MinIO all understand.
+        self.s3 = boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=Config(
+            s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 2},
+            connect_timeout=10, read_timeout=120,
+            request_checksum_calculation="when_required", response_checksum_validation="when_required"))
+        # Blobs that failed their check on pull: a push replaces them.
+        self.refused: set[str] = set()
+
+    def _call(self, what: str, fn):
+        return self.retry.call(fn, _transient, f"{self.url}: {what}")
+
+    def _get(self, name: str) -> bytes | None:
+        def get() -> bytes | None:
+            try:
+                return self.s3.get_object(Bucket=self.bucket, Key=name)["Body"].read()
+            except botocore.exceptions.ClientError as e:
+                if _missing(e):
+                    return None
+                raise
+
+        return self._call(f"reading {name}", get)
+
+    def _exists(self, name: str) -> bool:
+        def head() -> bool:
+            try:
+                self.s3.head_object(Bucket=self.bucket, Key=name)
+                return True
+            except botocore.exceptions.ClientError as e:
+                if _missing(e):
+                    return False
+                raise
+
+        return self._call(f"looking up {name}", head)
+
+    def _record(self, key: str) -> dict | None:
+        raw = self._get(self.layout.record(key))
+        return json.loads(raw) if raw is not None else None
+
+    def has(self, key: str) -> bool:
+        return self._exists(self.layout.record(key))
+
+    def _download(self, digest: str, folder: Path, progress: TransferProgress) -> Path:
+        def fetch() -> tuple[str, Path]:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self.layout.blob(digest))["Body"]
+            counted = _Counted(body, progress)
+            return _spool(counted, folder)
+
+        actual, path = self._call(f"downloading {digest[:19]}", fetch)
+        if actual != digest:
+            self.refused.add(digest)
+            raise Refused(f"blob {digest[:19]} downloaded as {actual[:19]}: corrupt or tampered")
+        return path
+
+    def pull(self, key: str) -> Transfer | None:
+        record = self._record(key)
+        if record is None:
+            return None
+        started = time.monotonic()
+        config_bytes = self._get(self.layout.blob(record["config"])) or b""
+        try:
+            check_config(key, record, config_bytes)
+        except Refused:
+            self.refused.add(record["config"])
+            raise
+        diff_ids = record["layers"]
+        have = _local_diffs(record["parent"])
+        start = len(have) if diff_ids[:len(have)] == have else 0
+        work = state_dir() / "tmp"
+        work.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=work) as tmp, TransferProgress(f"pull {key[:12]}") as progress:
+            files = {d: self._download(d, Path(tmp), progress) for d in dict.fromkeys(diff_ids[start:])}
+            for event in client().api.load_image(load_archive(key, record["config"], config_bytes, diff_ids, files)):
+                if "error" in event:
+                    raise Refused(f"the engine refused {key[:16]}: {event['error']}")
+        if client().images.get(f"{LAYER_REPO}:{key}").id != record["config"]:
+            raise Refused(f"{key[:16]} loaded as another image than its record names")
+        return Transfer(progress.done + len(config_bytes), time.monotonic() - started)
+
+    def push(self, key: str) -> Transfer:
+        try:
+            image = client().images.get(f"{LAYER_REPO}:{key}")
+        except docker.errors.ImageNotFound as e:
+            raise FactoryError(f"layer {key[:16]} is not in the local store; build it first") from e
+        started = time.monotonic()
+        wanted = [image.id, *image.attrs["RootFS"]["Layers"]]
+        needed = {d for d in wanted if d in self.refused or not self._exists(self.layout.blob(d))}
+        sent = 0
+        if not needed:  # a record lost or never written: its blobs are all there
+            config_bytes = self._get(self.layout.blob(image.id))
+        else:
+            config_bytes, sent = self._upload(key, image.id, needed)
+        if needed or config_bytes is None:
+            raise FactoryError(f"the engine's export of {key[:16]} lacked {len(needed)} of its blobs; try again")
+        record = make_record(key, image.id, json.loads(config_bytes))
+        self._call("writing the record", lambda: self.s3.put_object(
+            Bucket=self.bucket, Key=self.layout.record(key), Body=json.dumps(record, indent=1).encode(),
+            ContentType="application/json"))
+        return Transfer(sent, time.monotonic() - started)
+
+    def _upload(self, key: str, config_digest: str, needed: set[str]) -> tuple[bytes | None, int]:
+        """The needed blobs from the engine's export of the layer, uploaded
+        (each found is taken out of `needed`): (config bytes, bytes sent)."""
+        config_bytes = None
+        sent = 0
+        work = state_dir() / "tmp"
+        work.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=work) as tmp, TransferProgress(f"push {key[:12]}") as progress:
+            saved = tarfile.open(fileobj=_Stream(client().api.get_image(f"{LAYER_REPO}:{key}", chunk_size=_CHUNK)), mode="r|")
+            for member in saved:
+                is_config = member.name == f"{config_digest.partition(':')[2]}.json"
+                if not member.isfile() or not (is_config or member.name.endswith("/layer.tar")):
+                    continue
+                digest, path = _spool(saved.extractfile(member), Path(tmp))
+                if is_config:
+                    config_bytes = path.read_bytes()
+                if digest in needed:
+                    self._call(f"uploading {digest[:19]}", lambda: self.s3.upload_file(
+                        str(path), self.bucket, self.layout.blob(digest), Config=_TRANSFER, Callback=progress.advance))
+                    sent += path.stat().st_size
+                    needed.discard(digest)
+                    self.refused.discard(digest)
+                path.unlink()
+        return config_bytes, sent
+
+    def list(self) -> list[RemoteLayer]:
+        rows = []
+        for name in self._names(self.layout.records):
+            raw = self._get(name)
+            if raw is None:
+                continue
+            r = json.loads(raw)
+            rows.append(RemoteLayer(key=r["key"], layer=r["layer"], parent=r["parent"], target=r["target"],
+                                    created=parse_created(r["created"]), digest=r["config"]))
+        return rows
+
+    def _names(self, prefix: str, older_than: float | None = None) -> list[str]:
+        def scan() -> list[str]:
+            names = []
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    if older_than is None or obj["LastModified"].timestamp() < older_than:
+                        names.append(obj["Key"])
+            return names
+
+        return self._call(f"listing {prefix}", scan)
+
+    def delete(self, layers: list[RemoteLayer]) -> None:
+        """Records first (the layers vanish at once), then blobs no record names."""
+        for layer in layers:
+            self._call(f"deleting {layer.key[:16]}", lambda: self.s3.delete_object(Bucket=self.bucket, Key=self.layout.record(layer.key)))
+        named: set[str] = set()
+        for name in self._names(self.layout.records):
+            record = json.loads(self._get(name) or b"{}")
+            named.update(self.layout.blob(d) for d in [record.get("config", ""), *record.get("layers", [])] if d)
+        for name in self._names(self.layout.blobs, older_than=time.time() - ORPHAN_GRACE):
+            if name not in named:
+                self._call(f"deleting {name}", lambda: self.s3.delete_object(Bucket=self.bucket, Key=name))
+
+
+class _Counted:
+    """A download body that reports its bytes to the progress bar."""
+
+    def __init__(self, body, progress: TransferProgress):
+        self.body, self.progress = body, progress
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self.body.read(n)
+        self.progress.advance(len(chunk))
+        return chunk
+
+
+def _local_diffs(parent: str) -> list[str]:
+    """The diffs the engine already holds under the parent layer, bottom first."""
+    if not parent:
+        return []
+    try:
+        return list(client().images.get(f"{LAYER_REPO}:{parent}").attrs["RootFS"]["Layers"])
+    except docker.errors.ImageNotFound:
+        return []
