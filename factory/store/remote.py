@@ -44,7 +44,8 @@ def parse_url(text: str) -> RemoteURL:
     host, _, path = rest.partition("/")
     path = path.strip("/")
     if "@" in host:
-        raise FactoryError(f"cache '{text}' carries credentials; use `docker login` or the AWS configuration instead")
+        safe = f"{scheme}://{host.rpartition('@')[2]}/{path}"
+        raise FactoryError(f"cache '{safe}' carries credentials; use `docker login` or the AWS configuration instead")
     if not host:
         raise FactoryError(f"cache '{text}' names no {'registry' if scheme == 'oci' else 'bucket'}")
     if scheme == "oci" and (not path or path != path.lower() or "//" in path):

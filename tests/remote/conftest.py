@@ -1,0 +1,64 @@
+"""Remote cache servers for the tests (real ones, on 127.0.0.1) and the one
+layer stack they share: a debian/postgresql target made unique to this session
+by an --env value, so that its layers can leave the local store and come back
+without touching the layers the rest of the suite (and other builds) use."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.conftest import Run, factory
+from tests.servers.registry import Registry, flip_byte, free_port
+
+
+@dataclass
+class OciServer:
+    registry: Registry
+    kind: str = "oci"
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.registry.url
+
+    def objects(self) -> dict[str, int]:
+        return self.registry.blobs()
+
+    def tamper(self, key: str) -> str:
+        """One byte flipped in the topmost diff of the layer; its digest."""
+        digest = self.registry.manifest(key)["layers"][-1]["digest"]
+        flip_byte(self.registry.blob_file(digest))
+        return digest
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    server = Registry(tmp_path_factory.mktemp("registry"), free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """Build arguments of this session's own debian/postgresql stack."""
+    return ["--distro", "debian", "--release", "bookworm", "--env", f"FACTORY_REMOTE_TEST={uuid.uuid4()}", "--format", "tar"]
+
+
+def keys(*args: str, env: dict | None = None) -> dict[str, str]:
+    run = factory("plan", "--as", "json", *args, env=env)
+    assert run.returncode == 0, run.stderr
+    return {l["layer"]: l["key"] for l in json.loads(run.stdout)[0]["layers"] if l["layer"] != "assemble"}
+
+
+def events(run: Run, name: str) -> dict[str, dict]:
+    return {e["layer"]: e for e in run.events() if e.get("event") == name}
+
+
+def forget(key: str) -> None:
+    """The local store loses a layer and those built on it, as on another machine."""
+    run = factory("layers", "rm", key)
+    assert run.returncode == 0, run.stderr
