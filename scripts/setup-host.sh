@@ -16,6 +16,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 # 1. Debian packages the host needs.
 packages=(docker.io mmdebstrap debootstrap qemu-utils qemu-system-x86 genisoimage python3 python3-venv
           ca-certificates e2fsprogs dosfstools util-linux)
+# Test servers (the tests start and stop them, on 127.0.0.1 only): an OCI registry.
+[ -n "$extra" ] && packages+=(docker-registry)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -23,7 +25,17 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     as_root apt-get update -q >/dev/null
+    # No service may start on its own (docker-registry's would listen on every
+    # interface): policy-rc.d tells the packages' scripts not to.
+    policy=/usr/sbin/policy-rc.d
+    made_policy=""
+    if [ ! -e "$policy" ]; then
+        as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy"
+        made_policy=1
+        trap 'as_root rm -f "$policy"' EXIT
+    fi
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    if [ -n "$made_policy" ]; then as_root rm -f "$policy"; trap - EXIT; fi
 fi
 
 # 2. A container engine that answers. Use the host's if one runs; otherwise
