@@ -13,29 +13,32 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# 1. Debian packages the host needs.
+# 1. Debian packages the host needs. With --test, also the servers the tests
+#    run for real (Swift with s3api for the S3/Swift publish and cache tests,
+#    an OCI registry for the layer cache tests).
 packages=(docker.io mmdebstrap debootstrap qemu-utils qemu-system-x86 genisoimage python3 python3-venv
           ca-certificates e2fsprogs dosfstools util-linux)
-# Test servers (the tests start and stop them, on 127.0.0.1 only): an OCI registry.
-[ -n "$extra" ] && packages+=(docker-registry)
+test_packages=(swift swift-proxy swift-object swift-container swift-account memcached docker-registry)
+[ -n "$extra" ] && packages+=("${test_packages[@]}")
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
-    as_root apt-get update -q >/dev/null
-    # No service may start on its own (docker-registry's would listen on every
-    # interface): policy-rc.d tells the packages' scripts not to.
-    policy=/usr/sbin/policy-rc.d
-    made_policy=""
-    if [ ! -e "$policy" ]; then
-        as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy && chmod +x $policy"
-        made_policy=1
-        trap 'as_root rm -f "$policy"' EXIT
+    # Server packages start their daemons from postinst, listening on every
+    # interface. A policy-rc.d that answers 101 forbids that; the tests start
+    # the servers themselves on 127.0.0.1. Ours is removed again afterwards.
+    own_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        as_root sh -c 'printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'
+        own_policy=1
     fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-    if [ -n "$made_policy" ]; then as_root rm -f "$policy"; trap - EXIT; fi
+    as_root apt-get update -q >/dev/null
+    status=0
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+    [ -n "$own_policy" ] && as_root rm -f /usr/sbin/policy-rc.d
+    [ "$status" = 0 ] || exit "$status"
 fi
 
 # 2. A container engine that answers. Use the host's if one runs; otherwise

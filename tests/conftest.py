@@ -93,3 +93,13 @@ def edited_element(tmp_path: Path, name: str) -> Path:
     # A new change every run: layers from earlier runs stay in the store.
     readme.write_text(readme.read_text() + f"\nA local change ({uuid.uuid4()}).\n")
     return root
+
+
+@pytest.fixture(scope="session")
+def swift_server(tmp_path_factory):
+    """A real one-node Swift with the S3 API on 127.0.0.1 (tests/servers/swift.py),
+    stopped at the end of the session."""
+    from tests.servers import swift
+
+    with swift.running(tmp_path_factory.mktemp("swift")) as server:
+        yield server
