@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tests.conftest import Run, factory
-from tests.servers.registry import Registry, flip_byte, free_port
+from tests.servers.registry import Registry, flip_byte
 
 
 @dataclass
@@ -20,6 +20,7 @@ class OciServer:
     registry: Registry
     kind: str = "oci"
     args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -35,9 +36,50 @@ class OciServer:
         return digest
 
 
+@dataclass
+class S3Server:
+    """A bucket on the test Swift, through its S3 API."""
+
+    swift: object  # tests.servers.swift.SwiftServer
+    bucket: str = "factory-cache"
+    prefix: str = "team/layers"
+    kind: str = "s3"
+
+    def __post_init__(self):
+        self.s3 = self.swift.s3_client()
+        if self.bucket not in {b["Name"] for b in self.s3.list_buckets()["Buckets"]}:
+            self.s3.create_bucket(Bucket=self.bucket)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def args(self) -> list[str]:
+        return ["--s3-endpoint-url", self.swift.endpoint_url]
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.swift.aws_env()
+
+    def objects(self) -> dict[str, int]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
+        return {o["Key"]: o["Size"] for page in pages for o in page.get("Contents", [])}
+
+    def tamper(self, key: str) -> str:
+        """One byte flipped in the topmost diff of the layer, written back over it; its digest."""
+        record = json.loads(self.s3.get_object(Bucket=self.bucket, Key=f"{self.prefix}/layers/{key}.json")["Body"].read())
+        digest = record["layers"][-1]
+        name = f"{self.prefix}/blobs/sha256/{digest.split(':', 1)[1]}"
+        data = bytearray(self.s3.get_object(Bucket=self.bucket, Key=name)["Body"].read())
+        data[len(data) // 2] ^= 0xFF
+        self.s3.put_object(Bucket=self.bucket, Key=name, Body=bytes(data))
+        return digest
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):
-    server = Registry(tmp_path_factory.mktemp("registry"), free_port()).start()
+    server = Registry(tmp_path_factory.mktemp("registry")).start()
     yield server
     server.stop()
 

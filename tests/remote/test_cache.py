@@ -11,21 +11,24 @@ import tarfile
 import pytest
 
 from tests.conftest import edited_element, factory
-from tests.remote.conftest import OciServer, events, forget, keys
+from tests.remote.conftest import OciServer, S3Server, events, forget, keys
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module", params=["oci"])
-def server(request, registry):
-    return OciServer(registry)
+@pytest.fixture(scope="module", params=["oci", "s3"])
+def server(request):
+    if request.param == "oci":
+        return OciServer(request.getfixturevalue("registry"))
+    return S3Server(request.getfixturevalue("swift_server"))
 
 
 @pytest.fixture(scope="module")
 def machine_a(server, stack, builder, tmp_path_factory):
     """Machine A builds the target and pushes every layer the cache lacks."""
     out = tmp_path_factory.mktemp("a")
-    run = factory("build", *stack, "--datastore", "postgresql", "--output", str(out), "--cache-to", server.url, *server.args)
+    run = factory("build", *stack, "--datastore", "postgresql", "--output", str(out), "--cache-to", server.url, *server.args,
+                  env=server.env)
     assert run.returncode == 0, run.stderr[-3000:]
     pushed = events(run, "layer pushed")
     assert set(pushed) == {"base", "guest", "datastore"}, run.stderr[-3000:]
@@ -42,7 +45,8 @@ def _rootfs_has(out, pattern: str) -> bool:
 
 def test_machine_b_pulls_every_layer_and_only_assembles(server, machine_a, stack, tmp_path):
     forget(machine_a["keys"]["base"])
-    run = factory("build", *stack, "--datastore", "postgresql", "--output", str(tmp_path), "--cache-from", server.url, *server.args)
+    run = factory("build", *stack, "--datastore", "postgresql", "--output", str(tmp_path), "--cache-from", server.url, *server.args,
+                  env=server.env)
     assert run.returncode == 0, run.stderr[-3000:]
     pulled = events(run, "layer pulled")
     assert set(pulled) == {"base", "guest", "datastore"}
@@ -56,7 +60,8 @@ def test_machine_b_pulls_every_layer_and_only_assembles(server, machine_a, stack
 
 
 def test_each_layers_bytes_are_uploaded_once(server, machine_a, stack, tmp_path):
-    run = factory("build", *stack, "--datastore", "postgresql", "--output", str(tmp_path), "--cache-to", server.url, *server.args)
+    run = factory("build", *stack, "--datastore", "postgresql", "--output", str(tmp_path), "--cache-to", server.url, *server.args,
+                  env=server.env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert events(run, "layer pushed") == {}
     assert set(events(run, "layer already in the cache")) == {"base", "guest", "datastore"}
@@ -68,7 +73,7 @@ def test_each_layers_bytes_are_uploaded_once(server, machine_a, stack, tmp_path)
 
 def test_second_datastore_pulls_base_and_guest_and_builds_its_own(server, machine_a, stack, tmp_path):
     forget(machine_a["keys"]["base"])
-    env = {"ELEMENTS_PATH": str(edited_element(tmp_path, "debian-redis"))}
+    env = {**server.env, "ELEMENTS_PATH": str(edited_element(tmp_path, "debian-redis"))}
     run = factory("build", *stack, "--datastore", "redis", "--output", str(tmp_path / "out"), "--cache-from", server.url,
                   *server.args, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -83,7 +88,7 @@ def test_a_flipped_byte_is_refused_and_the_layer_rebuilt(server, machine_a, stac
         forget(key)
     digest = server.tamper(key)
     run = factory("build", *stack, "--datastore", "postgresql", "--output", str(tmp_path), "--cache-from", server.url,
-                  "--cache-to", server.url, *server.args)
+                  "--cache-to", server.url, *server.args, env=server.env)
     assert run.returncode == 0, run.stderr[-3000:]
     refused = events(run, "layer refused: it does not match its recorded digest; building it instead")
     assert set(refused) == {"datastore"}, run.stderr[-3000:]

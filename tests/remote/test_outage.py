@@ -11,14 +11,14 @@ import pytest
 
 from tests.conftest import FACTORY, Run, edited_element, factory
 from tests.remote.conftest import events
-from tests.servers.registry import Registry, free_port
+from tests.servers.registry import Registry
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 
 @pytest.fixture
 def doomed_registry(tmp_path_factory):
-    server = Registry(tmp_path_factory.mktemp("doomed"), free_port()).start()
+    server = Registry(tmp_path_factory.mktemp("doomed")).start()
     yield server
     server.stop()
 

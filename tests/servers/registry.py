@@ -4,29 +4,26 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+from tests.servers import Processes, free_port, wait_http
+
 _MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
 class Registry:
     root: Path
-    port: int
-    process: subprocess.Popen | None = None
+    port: int = 0
     repo: str = "factory/layers"
+
+    def __post_init__(self):
+        self.port = self.port or free_port()
+        self.processes = Processes(self.root)
+        self.process = None
 
     @property
     def url(self) -> str:
@@ -43,25 +40,16 @@ class Registry:
             f"storage:\n  filesystem:\n    rootdirectory: {self.root / 'data'}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{self.port}\n"
         )
-        log = open(self.root / "registry.log", "a")
-        self.process = subprocess.Popen([_binary(), "serve", str(config)], stdout=log, stderr=log)
-        for _ in range(100):
-            try:
-                if requests.get(f"http://127.0.0.1:{self.port}/v2/", timeout=1).ok:
-                    return self
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the registry did not answer; see {self.root / 'registry.log'}")
+        self.process = self.processes.start("registry", [_binary(), "serve", str(config)])
+        try:
+            wait_http(f"http://127.0.0.1:{self.port}/v2/", self.process, self.processes, "registry", timeout=10)
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.processes.stop_all()
 
     def manifest(self, tag: str) -> dict:
         r = requests.get(f"{self.api}/manifests/{tag}", headers={"Accept": _MANIFEST}, timeout=30)
