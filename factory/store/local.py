@@ -39,6 +39,14 @@ def _created(image) -> float:
         return 0.0
 
 
+def layer_image(key: str):
+    """The engine's image of a layer in the local store."""
+    try:
+        return client().images.get(f"{LAYER_REPO}:{key}")
+    except docker.errors.ImageNotFound as e:
+        raise FactoryError(f"layer {key[:16]} is not in the local store; build it first") from e
+
+
 def list_layers() -> list[StoredLayer]:
     rows = []
     for image in client().images.list(filters={"label": f"{LABEL}.key"}):

@@ -22,6 +22,7 @@ from factory.engine.docker import client
 from factory.engine.layer import LABEL
 from factory.errors import FactoryError
 from factory.plan import LAYER_REPO
+from factory.store.local import layer_image
 from factory.store.progress import TransferProgress
 from factory.store.remote import Refused, RemoteLayer, RemoteURL, RetryPolicy, Transfer, first_line, parse_created
 
@@ -172,10 +173,7 @@ class OciStore:
         return Transfer(downloaded, time.monotonic() - started)
 
     def push(self, key: str) -> Transfer:
-        try:
-            image = client().images.get(f"{LAYER_REPO}:{key}")
-        except docker.errors.ImageNotFound as e:
-            raise FactoryError(f"layer {key[:16]} is not in the local store; build it first") from e
+        image = layer_image(key)
         started = time.monotonic()
         image.tag(self.repo, key)
         try:

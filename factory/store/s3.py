@@ -34,6 +34,7 @@ from factory.engine.docker import client
 from factory.engine.layer import LABEL
 from factory.errors import FactoryError
 from factory.plan import LAYER_REPO
+from factory.store.local import layer_image
 from factory.settings import state_dir
 from factory.store.progress import TransferProgress
 from factory.store.remote import Refused, RemoteLayer, RemoteURL, RetryPolicy, Transfer, parse_created
@@ -246,10 +247,7 @@ class S3Store:
         return Transfer(progress.done + len(config_bytes), time.monotonic() - started)
 
     def push(self, key: str) -> Transfer:
-        try:
-            image = client().images.get(f"{LAYER_REPO}:{key}")
-        except docker.errors.ImageNotFound as e:
-            raise FactoryError(f"layer {key[:16]} is not in the local store; build it first") from e
+        image = layer_image(key)
         started = time.monotonic()
         wanted = [image.id, *image.attrs["RootFS"]["Layers"]]
         needed = {d for d in wanted if d in self.refused or not self._exists(self.layout.blob(d))}
