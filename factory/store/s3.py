@@ -15,6 +15,7 @@ sees it; the engine rebuilds the image from those blobs with `docker load`.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import tarfile
 import tempfile
@@ -122,20 +123,22 @@ def load_archive(key: str, config_digest: str, config_bytes: bytes, diff_ids: li
     yield b"\0" * (2 * tarfile.BLOCKSIZE)
 
 
-class _Stream:
-    """A file-like view of the engine's `docker save` byte chunks."""
+class _Stream(io.RawIOBase):
+    """The engine's `docker save` byte chunks as a readable file, without copies."""
 
     def __init__(self, chunks: Iterator[bytes]):
-        self.chunks, self.buffer = chunks, b""
+        self.chunks, self.rest = chunks, memoryview(b"")
 
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self.buffer) < n:
-            chunk = next(self.chunks, b"")
-            if not chunk:
-                break
-            self.buffer += chunk
-        out, self.buffer = (self.buffer, b"") if n < 0 else (self.buffer[:n], self.buffer[n:])
-        return out
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if not self.rest:
+            self.rest = memoryview(next(self.chunks, b""))
+        n = min(len(buffer), len(self.rest))
+        buffer[:n] = self.rest[:n]
+        self.rest = self.rest[n:]
+        return n
 
 
 def _spool(source: BinaryIO, folder: Path) -> tuple[str, Path]:
@@ -272,7 +275,7 @@ class S3Store:
         work = state_dir() / "tmp"
         work.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=work) as tmp, TransferProgress(f"push {key[:12]}") as progress:
-            saved = tarfile.open(fileobj=_Stream(client().api.get_image(f"{LAYER_REPO}:{key}", chunk_size=_CHUNK)), mode="r|")
+            saved = tarfile.open(fileobj=io.BufferedReader(_Stream(client().api.get_image(f"{LAYER_REPO}:{key}", chunk_size=_CHUNK)), _CHUNK), mode="r|")
             for member in saved:
                 is_config = member.name == f"{config_digest.partition(':')[2]}.json"
                 if not member.isfile() or not (is_config or member.name.endswith("/layer.tar")):

@@ -14,7 +14,7 @@ from factory.config import cache_settings
 from factory.errors import FactoryError
 from factory.store.prune import parse_age, prunable
 from factory.store.remote import Refused, RemoteURL, RetryPolicy, Unreachable, parse_created, parse_url
-from factory.store.s3 import Layout, check_config, load_archive, make_record
+from factory.store.s3 import Layout, _Stream, check_config, load_archive, make_record
 
 KEY = "a" * 64
 
@@ -169,3 +169,16 @@ def test_prune_keeps_what_a_kept_layer_builds_on():
 def test_image_created_times():
     assert parse_created("2026-11-25T17:23:43.123456789Z") == parse_created("2026-11-25T17:23:43Z") > 0
     assert parse_created("") == 0.0
+
+
+def test_the_engines_export_reads_as_a_tar_stream():
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, size in (("1" * 64 + "/layer.tar", 3_000_001), ("c.json", 10)):
+            info = tarfile.TarInfo(name)
+            info.size = size
+            tar.addfile(info, io.BytesIO(bytes(size)))
+    data = raw.getvalue()
+    chunks = iter([data[i:i + 65536] for i in range(0, len(data), 65536)])
+    stream = tarfile.open(fileobj=io.BufferedReader(_Stream(chunks), 1 << 20), mode="r|")
+    assert {m.name: len(stream.extractfile(m).read()) for m in stream} == {"1" * 64 + "/layer.tar": 3_000_001, "c.json": 10}
