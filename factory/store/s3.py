@@ -123,7 +123,7 @@ def load_archive(key: str, config_digest: str, config_bytes: bytes, diff_ids: li
     yield b"\0" * (2 * tarfile.BLOCKSIZE)
 
 
-class _Stream(io.RawIOBase):
+class ExportStream(io.RawIOBase):
     """The engine's `docker save` byte chunks as a readable file, without copies."""
 
     def __init__(self, chunks: Iterator[bytes]):
@@ -275,7 +275,7 @@ class S3Store:
         work = state_dir() / "tmp"
         work.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=work) as tmp, TransferProgress(f"push {key[:12]}") as progress:
-            saved = tarfile.open(fileobj=io.BufferedReader(_Stream(client().api.get_image(f"{LAYER_REPO}:{key}", chunk_size=_CHUNK)), _CHUNK), mode="r|")
+            saved = tarfile.open(fileobj=io.BufferedReader(ExportStream(client().api.get_image(f"{LAYER_REPO}:{key}", chunk_size=_CHUNK)), _CHUNK), mode="r|")
             for member in saved:
                 is_config = member.name == f"{config_digest.partition(':')[2]}.json"
                 if not member.isfile() or not (is_config or member.name.endswith("/layer.tar")):

@@ -14,7 +14,7 @@ from factory.config import cache_settings
 from factory.errors import FactoryError
 from factory.store.prune import parse_age, prunable
 from factory.store.remote import Refused, RemoteURL, RetryPolicy, Unreachable, parse_created, parse_url
-from factory.store.s3 import Layout, _Stream, check_config, load_archive, make_record
+from factory.store.s3 import Layout, ExportStream, check_config, load_archive, make_record
 
 KEY = "a" * 64
 
@@ -180,5 +180,5 @@ def test_the_engines_export_reads_as_a_tar_stream():
             tar.addfile(info, io.BytesIO(bytes(size)))
     data = raw.getvalue()
     chunks = iter([data[i:i + 65536] for i in range(0, len(data), 65536)])
-    stream = tarfile.open(fileobj=io.BufferedReader(_Stream(chunks), 1 << 20), mode="r|")
+    stream = tarfile.open(fileobj=io.BufferedReader(ExportStream(chunks), 1 << 20), mode="r|")
     assert {m.name: len(stream.extractfile(m).read()) for m in stream} == {"1" * 64 + "/layer.tar": 3_000_001, "c.json": 10}
