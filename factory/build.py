@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import fcntl
 import signal
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -21,6 +19,7 @@ from factory.engine.docker import image_exists
 from factory.errors import FactoryError
 from factory.keyrings import ensure_keyring
 from factory.layers import load_meta
+from factory.locks import host_lock
 from factory.plan import Plan, plan_stack
 from factory.preflight import check_mirror
 from factory.settings import state_dir
@@ -30,21 +29,9 @@ from factory.trust import host_trust
 _log = log.get("build")
 
 
-@contextmanager
 def _layer_lock(key: str):
     """One build per layer key on this host; a second build waits, then reuses."""
-    locks = state_dir() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{key}.lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _log.info("another build is making this layer; waiting for it", key=key[:16])
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return host_lock(key, "another build is making this layer; waiting for it", key=key[:16])
 
 
 def _terminate_on_sigterm() -> None:

@@ -8,6 +8,7 @@ registry's HTTP API, which the engine does not expose.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import socket
@@ -21,6 +22,7 @@ from factory import log
 from factory.engine.docker import client
 from factory.engine.layer import LABEL
 from factory.errors import FactoryError
+from factory.locks import host_lock
 from factory.plan import LAYER_REPO
 from factory.store.local import layer_image
 from factory.store.progress import TransferProgress
@@ -175,18 +177,22 @@ class OciStore:
     def push(self, key: str) -> Transfer:
         image = layer_image(key)
         started = time.monotonic()
-        image.tag(self.repo, key)
-        try:
-            with TransferProgress(f"push {key[:12]}") as progress:
-                tally = _Tally(progress)
+        # The engine pushes a tag, which this host's other builds share: one
+        # at a time makes it, pushes it and takes it away.
+        lock = hashlib.sha256(f"{self.repo}:{key}".encode()).hexdigest()
+        with host_lock(lock, "another build is pushing this layer; waiting for it", key=key[:16]):
+            image.tag(self.repo, key)
+            try:
+                with TransferProgress(f"push {key[:12]}") as progress:
+                    tally = _Tally(progress)
 
-                def send() -> None:
-                    for event in client().api.push(self.repo, tag=key, stream=True, decode=True):
-                        tally.feed(event)
+                    def send() -> None:
+                        for event in client().api.push(self.repo, tag=key, stream=True, decode=True):
+                            tally.feed(event)
 
-                self.retry.call(send, _transient, f"{self.url}: pushing {key[:16]}")
-        finally:
-            client().images.remove(f"{self.repo}:{key}")
+                    self.retry.call(send, _transient, f"{self.url}: pushing {key[:16]}")
+            finally:
+                client().images.remove(f"{self.repo}:{key}")
         pushed = {blob for blob, status in tally.status.items() if status == "Pushed"}
         _, manifest = self._registry().manifest(tally.digest)
         diff_ids = image.attrs["RootFS"]["Layers"]

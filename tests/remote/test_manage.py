@@ -8,12 +8,13 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import tarfile
 import time
 
 import pytest
 
-from tests.conftest import factory
+from tests.conftest import FACTORY, factory
 from tests.remote.conftest import OciServer, S3Server
 from tests.servers.registry import Registry
 
@@ -99,3 +100,19 @@ def test_a_missing_layer_and_a_bad_url_are_one_line_errors(server):
     assert run.returncode == 2 and run.stderr.strip().startswith("error:") and "has no layer" in run.stderr
     run = factory("layers", "ls", "--remote", "registry:5000/x")
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0 and "oci://HOST[:PORT]/REPO" in run.stderr
+
+
+def test_two_machines_pushing_one_key_at_once_leave_one_good_copy(server, tiny_layers, engine):
+    key = tiny_layers["young"]
+    cmd = [FACTORY, "layers", "push", key, "--to", server.url, *server.args]
+    pushes = [subprocess.Popen(cmd, env={**os.environ, **server.env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+              for _ in range(2)]
+    for p in pushes:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    listed = json.loads(factory("layers", "ls", "--remote", server.url, "--as", "json", *server.args, env=server.env).stdout)
+    assert sorted(l["key"] for l in listed) == sorted([key, tiny_layers["base"]])
+    engine.images.remove(f"factory-layer:{key}")
+    run = factory("layers", "pull", key, "--from", server.url, *server.args, env=server.env)
+    assert run.returncode == 0, run.stderr
+    assert engine.images.get(f"factory-layer:{key}").labels["org.factory.key"] == key
