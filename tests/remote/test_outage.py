@@ -14,6 +14,9 @@ from tests.remote.conftest import events
 from tests.servers.registry import Registry
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
+# The suite's usual stack: its base and guest are most likely in the local
+# store already, and the registry is gone before anything is pushed.
+TARGET = ["--distro", "debian", "--release", "bookworm", "--format", "tar"]
 
 
 @pytest.fixture
@@ -23,13 +26,13 @@ def doomed_registry(tmp_path_factory):
     server.stop()
 
 
-def test_registry_stopped_mid_build_leaves_a_warning_and_a_good_image(doomed_registry, stack, builder, tmp_path):
+def test_registry_stopped_mid_build_leaves_a_warning_and_a_good_image(doomed_registry, builder, tmp_path):
     env = {**os.environ, "ELEMENTS_PATH": str(edited_element(tmp_path, "debian-redis"))}
     url = doomed_registry.url
-    cmd = [FACTORY, "--log-format", "json", "build", *stack, "--datastore", "redis", "--output", str(tmp_path / "out"),
+    cmd = [FACTORY, "--log-format", "json", "build", *TARGET, "--datastore", "redis", "--output", str(tmp_path / "out"),
            "--cache-from", url, "--cache-to", url]
     p = subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    lines = []
+    lines, stopped = [], None
     for line in p.stderr:
         lines.append(line)
         if '"building layer"' in line and '"datastore"' in line:
@@ -39,14 +42,14 @@ def test_registry_stopped_mid_build_leaves_a_warning_and_a_good_image(doomed_reg
     p.wait(timeout=1800)
     run = Run(p.returncode, out, "".join(lines))
     assert run.returncode == 0, run.stderr[-3000:]
-    assert doomed_registry.process.poll() is not None
+    assert stopped is not None, "the datastore layer was not built"
     assert run.layer_states()["datastore"] == "built"
     warnings = [e for e in run.events() if e.get("event") == "cache unreachable; going on without it"]
     assert len(warnings) == 1 and warnings[0]["level"] == "warning" and warnings[0]["cache"] == url
     assert events(run, "layer pushed") == {}
     print(f"\noutage: build finished {time.monotonic() - stopped:.0f}s after the registry stopped: {warnings[0]['reason']}")
 
-    required = factory("build", *stack, "--datastore", "redis", "--output", str(tmp_path / "out2"),
+    required = factory("build", *TARGET, "--datastore", "redis", "--output", str(tmp_path / "out2"),
                        "--cache-to", url, "--cache-required", env=env)
     assert required.returncode == 2
     errors = [l for l in required.stderr.splitlines() if l.startswith("error:")]

@@ -10,10 +10,11 @@ import tarfile
 
 import pytest
 
-from factory.config import cache_settings
+from factory.config import CacheSettings, cache_settings
 from factory.errors import FactoryError
 from factory.store.prune import parse_age, prunable
-from factory.store.remote import Refused, RemoteURL, RetryPolicy, Unreachable, parse_created, parse_url
+from factory.store.cache import RemoteCache
+from factory.store.remote import Refused, RemoteURL, RetryPolicy, Transfer, Unreachable, parse_created, parse_url
 from factory.store.s3 import Layout, ExportStream, check_config, load_archive, make_record
 
 KEY = "a" * 64
@@ -182,3 +183,67 @@ def test_the_engines_export_reads_as_a_tar_stream():
     chunks = iter([data[i:i + 65536] for i in range(0, len(data), 65536)])
     stream = tarfile.open(fileobj=io.BufferedReader(ExportStream(chunks), 1 << 20), mode="r|")
     assert {m.name: len(stream.extractfile(m).read()) for m in stream} == {"1" * 64 + "/layer.tar": 3_000_001, "c.json": 10}
+
+
+class FakeStore:
+    """A store in memory: keys it has, keys whose bytes are bad, or no answer at all."""
+
+    def __init__(self, has=(), bad=(), down=False):
+        self.keys, self.bad, self.down = set(has), set(bad), down
+        self.pushed: list[str] = []
+
+    def _answer(self):
+        if self.down:
+            raise Unreachable("connection refused")
+
+    def has(self, key):
+        self._answer()
+        return key in self.keys
+
+    def pull(self, key):
+        self._answer()
+        if key in self.bad:
+            raise Refused("blob does not match its digest")
+        return Transfer(10, 1.0) if key in self.keys else None
+
+    def push(self, key):
+        self._answer()
+        self.pushed.append(key)
+        self.keys.add(key)
+        self.bad.discard(key)
+        return Transfer(5, 0.5)
+
+
+def _cache(stores: dict, **settings) -> RemoteCache:
+    cache = RemoteCache(CacheSettings(**settings))
+    cache.stores.update(stores)
+    return cache
+
+
+def test_a_layer_comes_from_the_first_cache_that_has_it_and_answers():
+    down, empty, full = FakeStore(down=True), FakeStore(), FakeStore(has={"k"})
+    cache = _cache({"oci://a:1/x": down, "s3://b/x": empty, "s3://c/x": full}, sources=("oci://a:1/x", "s3://b/x", "s3://c/x"))
+    assert cache.pull("base", "k") == Transfer(10, 1.0)
+    assert cache.down == {"oci://a:1/x"}  # asked once: not again in this build
+    down.down = False
+    assert cache.pull("guest", "other") is None
+
+
+def test_a_required_cache_that_does_not_answer_stops_the_build():
+    cache = _cache({"oci://a:1/x": FakeStore(down=True)}, sources=("oci://a:1/x",), required=True)
+    with pytest.raises(FactoryError, match="--cache-required"):
+        cache.pull("base", "k")
+
+
+def test_a_refused_layer_is_pushed_again_and_a_present_one_is_not():
+    store = FakeStore(has={"base", "guest"}, bad={"guest"})
+    cache = _cache({"oci://a:1/x": store}, sources=("oci://a:1/x",), destination="oci://a:1/x")
+    assert cache.pull("guest", "guest") is None
+    sent = cache.push([("base", "base"), ("guest", "guest"), ("datastore", "ds")])
+    assert store.pushed == ["guest", "ds"] and set(sent) == {"guest", "ds"}
+
+
+def test_a_destination_that_goes_away_stops_the_pushes_not_the_build():
+    store = FakeStore(down=True)
+    cache = _cache({"s3://b/x": store}, destination="s3://b/x")
+    assert cache.push([("base", "k1"), ("guest", "k2")]) == {} and cache.down == {"s3://b/x"}
