@@ -144,6 +144,12 @@ class OciStore:
 
         return self.retry.call(lookup, _transient, f"{self.url}: looking up {key[:16]}")
 
+    def _lock(self, key: str):
+        """The engine pushes and pulls through references that this host's
+        other builds share: one at a time makes one, uses it, takes it away."""
+        name = hashlib.sha256(f"{self.repo}:{key}".encode()).hexdigest()
+        return host_lock(name, "another build is moving this layer; waiting for it", key=key[:16])
+
     def has(self, key: str) -> bool:
         return self._digest(key) is not None
 
@@ -153,7 +159,7 @@ class OciStore:
             return None
         started = time.monotonic()
         pinned = f"{self.repo}@{digest}"
-        with TransferProgress(f"pull {key[:12]}") as progress:
+        with self._lock(key), TransferProgress(f"pull {key[:12]}") as progress:
             tally = _Tally(progress)
 
             def fetch() -> None:
@@ -164,23 +170,20 @@ class OciStore:
                 self.retry.call(fetch, _transient, f"{self.url}: pulling {key[:16]}")
             except _StreamError as e:
                 raise Refused(f"{self.url}: {key[:16]} does not match its digest {digest[:19]}: {first_line(e)}") from e
-        image = client().images.get(pinned)
-        labels = image.labels or {}
-        if labels.get(f"{LABEL}.key") != key:
-            client().images.remove(pinned)
-            raise Refused(f"{self.url}: the image under {key[:16]} carries key {labels.get(f'{LABEL}.key', 'none')[:16]}")
-        image.tag(LAYER_REPO, key)
-        client().images.remove(pinned)  # a reference only: the layer keeps its own tag
+            image = client().images.get(pinned)
+            labels = image.labels or {}
+            if labels.get(f"{LABEL}.key") != key:
+                client().images.remove(pinned)
+                raise Refused(f"{self.url}: the image under {key[:16]} carries key {labels.get(f'{LABEL}.key', 'none')[:16]}")
+            image.tag(LAYER_REPO, key)
+            client().images.remove(pinned)  # a reference only: the layer keeps its own tag
         downloaded = sum(t for blob, t in tally.total.items() if tally.status.get(blob) != "Already exists")
         return Transfer(downloaded, time.monotonic() - started)
 
     def push(self, key: str) -> Transfer:
         image = layer_image(key)
         started = time.monotonic()
-        # The engine pushes a tag, which this host's other builds share: one
-        # at a time makes it, pushes it and takes it away.
-        lock = hashlib.sha256(f"{self.repo}:{key}".encode()).hexdigest()
-        with host_lock(lock, "another build is pushing this layer; waiting for it", key=key[:16]):
+        with self._lock(key):
             image.tag(self.repo, key)
             try:
                 with TransferProgress(f"push {key[:12]}") as progress:
