@@ -124,7 +124,10 @@ def parse_created(stamp: str) -> float:
 
 
 def first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+    """What went wrong, in one line: the engine's own words where it gave them
+    (not the URL of the engine call that carried them)."""
+    text = str(getattr(e, "explanation", None) or e)
+    return (text.strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 def open_store(url: RemoteURL | str, s3_endpoint_url: str | None = None) -> RemoteStore:

@@ -2,14 +2,16 @@
 
 Layout under the prefix, content-addressed so that bytes are stored once:
   blobs/sha256/<hex>   a layer's diff tarball (as `docker save` writes it), or
-                       an image config; named by the sha256 of its bytes
+                       an image config, gzip-compressed; named by the sha256
+                       of its uncompressed bytes (the digest the image names)
   layers/<key>.json    the record of one layer: its config digest and the
                        digests of every diff it stands on, in order
 A record is written last, after every blob it names is complete (multipart
 uploads appear whole or not at all), so a key is visible only when it can be
 pulled; two machines pushing one key write the same blobs and equal records.
-A pull checks every byte it downloads against the record before the engine
-sees it; the engine rebuilds the image from those blobs with `docker load`.
+A pull checks every byte it downloads, uncompressed, against the record
+before the engine sees it; the engine rebuilds the image from those blobs
+with `docker load`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import tarfile
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -42,6 +45,7 @@ from factory.store.remote import Refused, RemoteLayer, RemoteURL, RetryPolicy, T
 
 _log = log.get("s3")
 _CHUNK = 1 << 20
+_GZIP = 31  # zlib's wbits for the gzip format
 _TRANSFER = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20, max_concurrency=4)
 # A blob no record names is kept this long: a push in flight writes its
 # blobs first and its record last.
@@ -81,6 +85,7 @@ def make_record(key: str, config_digest: str, config: dict) -> dict:
         "created": config.get("created", ""),
         "config": config_digest,
         "layers": list((config.get("rootfs") or {}).get("diff_ids") or []),
+        "compression": "gzip",
     }
 
 
@@ -141,13 +146,31 @@ class ExportStream(io.RawIOBase):
         return n
 
 
-def _spool(source: BinaryIO, folder: Path) -> tuple[str, Path]:
-    """Copy to a temporary file, hashing on the way: (sha256 digest, file)."""
-    h = hashlib.sha256()
+def pack(source: BinaryIO, folder: Path) -> tuple[str, Path]:
+    """Compress to a temporary file, hashing what goes in: (sha256 digest, file).
+    Level 1: most of gzip's gain on a filesystem diff, at a fraction of its time."""
+    h, gz = hashlib.sha256(), zlib.compressobj(1, wbits=_GZIP)
     with tempfile.NamedTemporaryFile(dir=folder, delete=False) as out:
         while chunk := source.read(_CHUNK):
             h.update(chunk)
-            out.write(chunk)
+            out.write(gz.compress(chunk))
+        out.write(gz.flush())
+    return "sha256:" + h.hexdigest(), Path(out.name)
+
+
+def unpack(source: BinaryIO, folder: Path) -> tuple[str, Path]:
+    """Decompress to a temporary file, hashing what comes out: (sha256 digest, file)."""
+    h, gz = hashlib.sha256(), zlib.decompressobj(wbits=_GZIP)
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, delete=False) as out:
+            while chunk := source.read(_CHUNK):
+                data = gz.decompress(chunk)
+                h.update(data)
+                out.write(data)
+    except zlib.error as e:
+        raise Refused(f"a blob is not valid gzip ({e}): corrupt or tampered") from e
+    if not gz.eof or gz.unused_data:
+        raise Refused("a blob's gzip stream is cut short or has bytes after its end: corrupt or tampered")
     return "sha256:" + h.hexdigest(), Path(out.name)
 
 
@@ -221,15 +244,18 @@ class S3Store:
         return self._exists(self.layout.record(key))
 
     def _download(self, digest: str, folder: Path, progress: TransferProgress) -> Path:
+        """A blob, uncompressed into the folder, or Refused unless its bytes are the digest's."""
         def fetch() -> tuple[str, Path]:
             body = self.s3.get_object(Bucket=self.bucket, Key=self.layout.blob(digest))["Body"]
-            counted = _Counted(body, progress)
-            return _spool(counted, folder)
+            return unpack(_Counted(body, progress), folder)
 
-        actual, path = self._call(f"downloading {digest[:19]}", fetch)
-        if actual != digest:
+        try:
+            actual, path = self._call(f"downloading {digest[:19]}", fetch)
+            if actual != digest:
+                raise Refused(f"blob {digest[:19]} downloaded as {actual[:19]}: corrupt or tampered")
+        except Refused:
             self.refused.add(digest)
-            raise Refused(f"blob {digest[:19]} downloaded as {actual[:19]}: corrupt or tampered")
+            raise
         return path
 
     def pull(self, key: str) -> Transfer | None:
@@ -237,21 +263,17 @@ class S3Store:
         if record is None:
             return None
         started = time.monotonic()
-        config_bytes = self._get(self.layout.blob(record["config"])) or b""
-        try:
-            check_config(key, record, config_bytes)
-        except Refused:
-            self.refused.add(record["config"])
-            raise
         diff_ids = record["layers"]
         have = _local_diffs(record["parent"])
         start = len(have) if diff_ids[:len(have)] == have else 0
         with _scratch() as tmp, TransferProgress(f"pull {key[:12]}") as progress:
+            config_bytes = self._download(record["config"], Path(tmp), progress).read_bytes()
+            check_config(key, record, config_bytes)
             files = {d: self._download(d, Path(tmp), progress) for d in dict.fromkeys(diff_ids[start:])}
             for event in client().api.load_image(load_archive(key, record["config"], config_bytes, diff_ids, files)):
                 if "error" in event:
                     raise Refused(f"the engine refused {key[:16]}: {event['error']}")
-        return Transfer(progress.done + len(config_bytes), time.monotonic() - started)
+        return Transfer(progress.done, time.monotonic() - started)
 
     def push(self, key: str) -> Transfer:
         image = layer_image(key)
@@ -260,7 +282,8 @@ class S3Store:
         needed = {d for d in wanted if d in self.refused or not self._exists(self.layout.blob(d))}
         sent = 0
         if not needed:  # a record lost or never written: its blobs are all there
-            config_bytes = self._get(self.layout.blob(image.id))
+            with _scratch() as tmp:
+                config_bytes = self._download(image.id, Path(tmp), TransferProgress("")).read_bytes()
         else:
             config_bytes, sent = self._upload(key, image.id, needed)
         if needed or config_bytes is None:
@@ -282,9 +305,11 @@ class S3Store:
                 is_config = member.name == f"{config_digest.partition(':')[2]}.json"
                 if not member.isfile() or not (is_config or member.name.endswith("/layer.tar")):
                     continue
-                digest, path = _spool(saved.extractfile(member), Path(tmp))
+                source = saved.extractfile(member)
                 if is_config:
-                    config_bytes = path.read_bytes()
+                    config_bytes = source.read()
+                    source = io.BytesIO(config_bytes)
+                digest, path = pack(source, Path(tmp))
                 if digest in needed:
                     self._call(f"uploading {digest[:19]}", lambda: self.s3.upload_file(
                         str(path), self.bucket, self.layout.blob(digest), Config=_TRANSFER, Callback=progress.advance))

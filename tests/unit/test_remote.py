@@ -15,7 +15,7 @@ from factory.errors import FactoryError
 from factory.store.prune import parse_age, prunable
 from factory.store.cache import RemoteCache
 from factory.store.remote import Refused, RemoteURL, RetryPolicy, Transfer, Unreachable, parse_created, parse_url
-from factory.store.s3 import Layout, ExportStream, check_config, load_archive, make_record
+from factory.store.s3 import ExportStream, Layout, check_config, load_archive, make_record, pack, unpack
 
 KEY = "a" * 64
 
@@ -247,3 +247,30 @@ def test_a_destination_that_goes_away_stops_the_pushes_not_the_build():
     store = FakeStore(down=True)
     cache = _cache({"s3://b/x": store}, destination="s3://b/x")
     assert cache.push([("base", "k1"), ("guest", "k2")]) == {} and cache.down == {"s3://b/x"}
+
+
+def test_blobs_are_stored_compressed_and_named_by_their_uncompressed_bytes(tmp_path):
+    raw = b"a filesystem diff " * 50000
+    digest, packed = pack(io.BytesIO(raw), tmp_path)
+    assert digest == "sha256:" + hashlib.sha256(raw).hexdigest()
+    assert packed.stat().st_size < len(raw) // 10
+    again, unpacked = unpack(io.BytesIO(packed.read_bytes()), tmp_path)
+    assert again == digest and unpacked.read_bytes() == raw
+
+
+@pytest.mark.parametrize("damage", ["flip", "cut", "append"])
+def test_a_damaged_blob_never_unpacks_to_its_digest(tmp_path, damage):
+    raw = bytes(range(256)) * 4096
+    digest, packed = pack(io.BytesIO(raw), tmp_path)
+    data = bytearray(packed.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+    elif damage == "cut":
+        del data[-100:]
+    else:
+        data += b"more"
+    try:
+        actual, _ = unpack(io.BytesIO(bytes(data)), tmp_path)
+    except Refused:
+        return
+    assert actual != digest
