@@ -8,7 +8,8 @@ Layout under the prefix, content-addressed so that bytes are stored once:
                        digests of every diff it stands on, in order
 A record is written last, after every blob it names is complete (multipart
 uploads appear whole or not at all), so a key is visible only when it can be
-pulled; two machines pushing one key write the same blobs and equal records.
+pulled; two machines pushing one key each write complete blobs and a complete
+record, and whichever record is written last stays.
 A pull checks every byte it downloads, uncompressed, against the record
 before the engine sees it; the engine rebuilds the image from those blobs
 with `docker load`.
