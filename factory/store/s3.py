@@ -147,15 +147,17 @@ class ExportStream(io.RawIOBase):
         return n
 
 
-def pack(source: BinaryIO, folder: Path) -> tuple[str, Path]:
-    """Compress to a temporary file, hashing what goes in: (sha256 digest, file).
-    Level 1: most of gzip's gain on a filesystem diff, at a fraction of its time."""
+def spool(source: BinaryIO, folder: Path, compress: bool = False) -> tuple[str, Path]:
+    """Copy to a temporary file, hashing what goes in: (sha256 digest, file).
+    Compressed at gzip's level 1: most of its gain on a filesystem diff, at a
+    fraction of its time."""
     h, gz = hashlib.sha256(), zlib.compressobj(1, wbits=_GZIP)
     with tempfile.NamedTemporaryFile(dir=folder, delete=False) as out:
         while chunk := source.read(_CHUNK):
             h.update(chunk)
-            out.write(gz.compress(chunk))
-        out.write(gz.flush())
+            out.write(gz.compress(chunk) if compress else chunk)
+        if compress:
+            out.write(gz.flush())
     return "sha256:" + h.hexdigest(), Path(out.name)
 
 
@@ -252,11 +254,12 @@ class S3Store:
 
         try:
             actual, path = self._call(f"downloading {digest[:19]}", fetch)
-            if actual != digest:
-                raise Refused(f"blob {digest[:19]} downloaded as {actual[:19]}: corrupt or tampered")
-        except Refused:
+        except Refused as e:
             self.refused.add(digest)
-            raise
+            raise Refused(f"blob {digest[:19]}: {e}") from e
+        if actual != digest:
+            self.refused.add(digest)
+            raise Refused(f"blob {digest[:19]} downloaded as {actual[:19]}: corrupt or tampered")
         return path
 
     def pull(self, key: str) -> Transfer | None:
@@ -306,17 +309,22 @@ class S3Store:
                 is_config = member.name == f"{config_digest.partition(':')[2]}.json"
                 if not member.isfile() or not (is_config or member.name.endswith("/layer.tar")):
                     continue
-                source = saved.extractfile(member)
+                # Which diff a member holds shows only once it is read: copy
+                # each, and compress the ones the cache lacks.
+                digest, raw = spool(saved.extractfile(member), Path(tmp))
                 if is_config:
-                    config_bytes = source.read()
-                    source = io.BytesIO(config_bytes)
-                digest, path = pack(source, Path(tmp))
-                if digest in needed:
-                    self._call(f"uploading {digest[:19]}", lambda: self.s3.upload_file(
-                        str(path), self.bucket, self.layout.blob(digest), Config=_TRANSFER, Callback=progress.advance))
-                    sent += path.stat().st_size
-                    needed.discard(digest)
-                    self.refused.discard(digest)
+                    config_bytes = raw.read_bytes()
+                if digest not in needed:
+                    raw.unlink()
+                    continue
+                with open(raw, "rb") as f:
+                    _, path = spool(f, Path(tmp), compress=True)
+                raw.unlink()
+                self._call(f"uploading {digest[:19]}", lambda: self.s3.upload_file(
+                    str(path), self.bucket, self.layout.blob(digest), Config=_TRANSFER, Callback=progress.advance))
+                sent += path.stat().st_size
+                needed.discard(digest)
+                self.refused.discard(digest)
                 path.unlink()
         return config_bytes, sent
 

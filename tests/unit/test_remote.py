@@ -15,7 +15,7 @@ from factory.errors import FactoryError
 from factory.store.prune import parse_age, prunable
 from factory.store.cache import RemoteCache
 from factory.store.remote import Refused, RemoteURL, RetryPolicy, Transfer, Unreachable, parse_created, parse_url
-from factory.store.s3 import ExportStream, Layout, check_config, load_archive, make_record, pack, unpack
+from factory.store.s3 import ExportStream, Layout, check_config, load_archive, make_record, spool, unpack
 
 KEY = "a" * 64
 
@@ -251,7 +251,7 @@ def test_a_destination_that_goes_away_stops_the_pushes_not_the_build():
 
 def test_blobs_are_stored_compressed_and_named_by_their_uncompressed_bytes(tmp_path):
     raw = b"a filesystem diff " * 50000
-    digest, packed = pack(io.BytesIO(raw), tmp_path)
+    digest, packed = spool(io.BytesIO(raw), tmp_path, compress=True)
     assert digest == "sha256:" + hashlib.sha256(raw).hexdigest()
     assert packed.stat().st_size < len(raw) // 10
     again, unpacked = unpack(io.BytesIO(packed.read_bytes()), tmp_path)
@@ -261,7 +261,7 @@ def test_blobs_are_stored_compressed_and_named_by_their_uncompressed_bytes(tmp_p
 @pytest.mark.parametrize("damage", ["flip", "cut", "append"])
 def test_a_damaged_blob_never_unpacks_to_its_digest(tmp_path, damage):
     raw = bytes(range(256)) * 4096
-    digest, packed = pack(io.BytesIO(raw), tmp_path)
+    digest, packed = spool(io.BytesIO(raw), tmp_path, compress=True)
     data = bytearray(packed.read_bytes())
     if damage == "flip":
         data[len(data) // 2] ^= 0xFF
