@@ -59,9 +59,13 @@ def main() -> None:
 
     builder = ensure_builder(host_trust()).tag
     mirrors = host_mirrors("debian")
-    target = ["--distro", "debian", "--release", args.release, "--datastore", args.datastore]
+    # A native image (the datastore's packages in the image), with the agent
+    # release that drives it; DIB gets the same elements and settings.
+    agent = "13.0.1"
+    target = ["--distro", "debian", "--release", args.release, "--datastore", args.datastore, "--agent-source", f"pypi:{agent}"]
     dib_env = {"DIB_RELEASE": args.release, "GUEST_USERNAME": "trove", "GUEST_LOGDIR": "/var/log/trove",
-               "DIB_CLOUD_INIT_DATASOURCES": "ConfigDrive", "SERVICE_TYPE": args.datastore, **mirrors}
+               "DIB_CLOUD_INIT_DATASOURCES": "ConfigDrive", "SERVICE_TYPE": args.datastore, "DATASTORE_MODE": "native",
+               "TROVE_AGENT_SOURCE": "pypi", "TROVE_AGENT_VERSION": agent, **mirrors}
     elements = ["debian-minimal", "vm", "cloud-init", "cloud-init-datasources", "openssh-server",
                 "debian-guest", f"debian-{args.datastore}"]
     rows: list[tuple[str, float, float]] = []

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import docker
 
-from factory import __version__, log
+from factory import __version__, agent, log
 from factory.config import Target
 from factory.elements import dib_version, file_hash
 from factory.engine import phases
@@ -221,6 +221,7 @@ def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, c
         manifest = Manifest(
             target={**asdict(target), "env": log.redact(dict(target.env))},
             assembly_key=key,
+            guest_agent=agent.record(target.agent, target.mode, target.datastore),
             layers=_layer_records(plan),
             images=images,
             tools={"factory": __version__, "diskimage-builder": dib_version(), "builder_image": plan.builder_image,

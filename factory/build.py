@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from factory import log
+from factory import agent, containers, log
 from factory.assemble import DEFAULT_COMPRESSION, assemble
 from factory.config import CacheSettings, Target
 from factory.elements import search_path
@@ -20,7 +20,7 @@ from factory.errors import FactoryError
 from factory.keyrings import ensure_keyring
 from factory.layers import load_meta
 from factory.locks import host_lock
-from factory.plan import Plan, plan_stack
+from factory.plan import Plan, check_requirements, plan_stack
 from factory.preflight import check_mirror
 from factory.settings import state_dir
 from factory.store.cache import RemoteCache
@@ -32,6 +32,13 @@ _log = log.get("build")
 def _layer_lock(key: str):
     """One build per layer key on this host; a second build waits, then reuses."""
     return host_lock(key, "another build is making this layer; waiting for it", key=key[:16])
+
+
+def _package_cache_lock(distro: str):
+    """The shared package cache takes one package manager at a time (apt
+    refuses a locked cache rather than wait), so layers that use it are
+    built one after another on this host."""
+    return host_lock(f"package-cache-{distro}", "another build is using the package cache; waiting for it", distro=distro)
 
 
 def _terminate_on_sigterm() -> None:
@@ -79,11 +86,12 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCac
                 if layer is plan.layers[0]:
                     check_mirror(plan.target)
                 _log.info("building layer", layer=layer.name, key=layer.key[:16], elements=" ".join(sorted(layer.runs)))
-                result = engine.build_layer(
-                    layer, parent, builder_image=plan.builder_image, trust=trust, element_paths=paths,
-                    workroot=state_dir() / "work", logdir=state_dir() / "logs", target_name=plan.target.name,
-                    verbose=verbose, cache_dir=_cache_dir(), package_cache=package_cache,
-                )
+                with _package_cache_lock(plan.target.distro):
+                    result = engine.build_layer(
+                        containers.staged(layer), parent, builder_image=plan.builder_image, trust=trust,
+                        element_paths=paths, workroot=state_dir() / "work", logdir=state_dir() / "logs",
+                        target_name=plan.target.name, verbose=verbose, cache_dir=_cache_dir(), package_cache=package_cache,
+                    )
                 _log.info("layer built", layer=layer.name, seconds=round(result.seconds, 1),
                           phases=", ".join(f"{p.phase} {p.seconds:.0f}s" for p in result.phases))
                 summary.append({"layer": layer.name, "key": layer.key, "state": "built", "seconds": result.seconds})
@@ -125,8 +133,12 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
     orphans = engine.sweep_orphans()
     if orphans:
         _log.info("removed containers left by an interrupted build", count=orphans)
+    for warning in agent.warnings(target.agent, target.mode, target.datastore):
+        _log.warning(warning)
     builder = ensure_builder(host_trust(), base=builder_base, verbose=log.VERBOSE)
+    target = containers.with_image(target)
     plan = plan_stack(target, builder.id)
+    check_requirements(plan)
     if not target.env_dict().get("DIB_APT_KEYRING"):
         ensure_keyring(target.distro, target.env_dict().get("DIB_DISTRIBUTION_MIRROR"), target.arch)
     remote = RemoteCache(cache)

@@ -29,7 +29,8 @@ Release = Annotated[Optional[str], typer.Option("--release", help="Distro releas
 Arch = Annotated[Optional[str], typer.Option("--arch", help="amd64 (default) or arm64.")]
 Datastore = Annotated[Optional[str], typer.Option("--datastore", help="e.g. postgresql, mariadb, redis.")]
 DatastoreVersion = Annotated[Optional[str], typer.Option("--datastore-version", help="Where the distro offers several.")]
-AgentSource = Annotated[Optional[str], typer.Option("--agent-source", help="Guest agent source: pypi:VERSION, path:DIR, git:URL@REF.")]
+AgentSource = Annotated[Optional[str], typer.Option("--agent-source", help="Guest agent: pypi[:VERSION] (default: a current trove release), path:DIR, git:URL[@REF], runtime (development only).")]
+DatastoreMode = Annotated[Optional[str], typer.Option("--datastore-mode", help="native (packages in the image) or container (image preloaded for the agent to run); default follows the agent release.")]
 Element = Annotated[list[str], typer.Option("--element", help="Extra DIB element (repeatable).")]
 Package = Annotated[list[str], typer.Option("--package", "-p", help="Extra package to install (repeatable), like DIB's -p.")]
 Env = Annotated[list[str], typer.Option("--env", help="KEY=VALUE for the elements (repeatable).")]
@@ -37,13 +38,17 @@ ImageSize = Annotated[Optional[str], typer.Option("--image-size", help="Disk siz
 Format = Annotated[list[str], typer.Option("--format", "-t", help="qcow2 (default), raw, tar, ... (repeatable or comma-separated).")]
 Output = Annotated[Optional[str], typer.Option("--output", "-o", help="Directory for artifacts (default ./out).")]
 Config = Annotated[Optional[Path], typer.Option("--config", help="factory.yaml with defaults and a target matrix.")]
-S3Endpoint = Annotated[Optional[str], typer.Option("--s3-endpoint-url", help="S3 API endpoint (Swift's S3 API, Ceph, MinIO); default: AWS.")]
+OsCloud = Annotated[Optional[str], typer.Option("--os-cloud", help="clouds.yaml entry for Glance/Swift (default: OS_CLOUD or OS_* variables).")]
+S3Endpoint = Annotated[Optional[str], typer.Option("--s3-endpoint-url", help="S3 endpoint (Swift s3api, Ceph, MinIO); default: the AWS configuration's.")]
+GlanceName = Annotated[Optional[str], typer.Option("--glance-name", help="Glance image name (default: the artifact's name).")]
+GlanceProperty = Annotated[list[str], typer.Option("--glance-property", help="K=V image property for Glance (repeatable; wins over derived ones).")]
+Visibility = Annotated[str, typer.Option("--visibility", help="Glance visibility: private (default), shared, community, public.")]
 
 
 def _flags(**kw) -> Flags:
     return Flags(
         distro=kw["distro"], release=kw["release"], arch=kw["arch"], datastore=kw["datastore"],
-        datastore_version=kw["datastore_version"], agent_source=kw["agent_source"],
+        datastore_version=kw["datastore_version"], agent_source=kw["agent_source"], datastore_mode=kw["datastore_mode"],
         elements=list(kw["element"] or []), packages=list(kw["package"] or []), env=list(kw["env"] or []),
         image_size=kw["image_size"], formats=list(kw["format"] or []), output=kw["output"], config=kw["config"],
     )
@@ -53,10 +58,6 @@ def _fail(message: str, code: int = 2) -> None:
     for line in str(message).splitlines() or [""]:
         typer.echo(f"error: {line}", err=True)
     raise typer.Exit(code)
-
-
-def _not_yet(what: str) -> None:
-    _fail(f"{what} is not available yet in this version of the factory", code=3)
 
 
 @app.callback()
@@ -78,7 +79,8 @@ def _targets(flags: Flags):
 @app.command()
 def build(
     distro: Distro = None, release: Release = None, arch: Arch = None, datastore: Datastore = None,
-    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, element: Element = [],
+    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, datastore_mode: DatastoreMode = None,
+    element: Element = [],
     package: Package = [], env: Env = [], image_size: ImageSize = None, format: Format = [],
     output: Output = None, config: Config = None,
     refresh: Annotated[list[str], typer.Option("--refresh", help="Rebuild this layer (and those above) even if cached.")] = [],
@@ -89,13 +91,22 @@ def build(
     cache_from: Annotated[list[str], typer.Option("--cache-from", help="Pull missing layers from oci://HOST[:PORT]/REPO or s3://BUCKET/PREFIX (repeatable, tried in order).")] = [],
     cache_to: Annotated[Optional[str], typer.Option("--cache-to", help="Push the target's layers the cache lacks to this URL.")] = None,
     cache_required: Annotated[bool, typer.Option("--cache-required", help="Fail when a cache cannot be used, instead of building locally.")] = False,
-    s3_endpoint_url: S3Endpoint = None,
+    publish: Annotated[list[str], typer.Option("--publish", help="Publish the artifact there after the build (repeatable; as `factory publish --to`).")] = [],
+    os_cloud: OsCloud = None, s3_endpoint_url: S3Endpoint = None, glance_name: GlanceName = None,
+    glance_property: GlanceProperty = [], visibility: Visibility = "private",
 ) -> None:
     """Build the image(s) for a target: missing layers bottom-up, then the artifact."""
     from factory import build as building
+    from factory import manifest as manifests
+    from factory import publish as publishing
     from factory.config import cache_settings
+    from factory.publish import artifact as artifacts
+    from factory.publish import targets as destinations
 
     try:
+        # Publish settings are checked before anything is built.
+        publish_to = [destinations.parse(t) for t in publish]
+        publish_options = publishing.options(os_cloud, s3_endpoint_url, glance_name, glance_property, visibility)
         targets = _targets(_flags(**locals()))
         cache = cache_settings(cache_from, cache_to, cache_required, s3_endpoint_url, config)
         for target in targets:
@@ -105,11 +116,15 @@ def build(
             if verify:
                 from factory import verify as verifying
 
-                image, man = verifying.artifact_for(manifest)
-                report = verifying.verify(image, target.datastore, target.datastore_version)
+                image, man = manifests.artifact_for(manifest)
+                report = verifying.verify(image, verifying.guest_from_manifest(man))
                 verifying.print_report(report)
                 if not report.passed:
                     raise typer.Exit(1)
+            if publish_to:
+                built = artifacts.load(manifest)
+                for destination in publish_to:
+                    _print_published(publishing.publish(built, destination, publish_options))
     except FactoryError as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -119,7 +134,8 @@ def build(
 @app.command()
 def plan(
     distro: Distro = None, release: Release = None, arch: Arch = None, datastore: Datastore = None,
-    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, element: Element = [],
+    datastore_version: DatastoreVersion = None, agent_source: AgentSource = None, datastore_mode: DatastoreMode = None,
+    element: Element = [],
     package: Package = [], env: Env = [], image_size: ImageSize = None, format: Format = [],
     output: Output = None, config: Config = None,
     as_: Annotated[str, typer.Option("--as", help="table (default) or json.")] = "table",
@@ -242,20 +258,31 @@ def builder_build(
 
 @app.command()
 def elements(as_: Annotated[str, typer.Option("--as", help="table or json.")] = "table") -> None:
-    """The support matrix: distros and their datastores, from the elements present."""
+    """The support matrix: distro x datastore, what building it needs, whether it is built here."""
+    from dataclasses import asdict
+
+    from factory import support
     from factory.config import catalog
     from factory.elements import search_path
 
     try:
         cat = catalog(search_path())
+        rows = support.matrix(cat, support.host_mirror_check, support.built_targets())
     except FactoryError as e:
         _fail(str(e))
     if as_ == "json":
-        typer.echo(json.dumps({d: list(s) for d, s in cat.distros.items()}, indent=2))
+        typer.echo(json.dumps([asdict(r) for r in rows], indent=2))
         return
-    for distro, stores in cat.distros.items():
-        release = cat.default_releases.get(distro, "?")
-        typer.echo(f"{distro:10} (default release {release}): {', '.join(stores) or '-'}")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="support matrix (native datastores; container mode runs any of them from an image)",
+                  title_justify="left")
+    for col in ("distro", "default release", "datastore", "status", "built here"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r.distro, cat.default_releases.get(r.distro, "?"), r.datastore, r.status, "yes" if r.built_here else "-")
+    Console(width=max(Console().width, 140)).print(table)
 
 
 @app.command()
@@ -267,17 +294,18 @@ def verify(
     no_guest_info: Annotated[bool, typer.Option("--no-guest-info", help="Inject no guest_info.conf (the agent must not start).")] = False,
 ) -> None:
     """Boot an image under qemu with a ConfigDrive and check the Trove guest comes up."""
+    from factory import manifest as manifests
     from factory import verify as verifying
 
     if accel not in ("auto", "kvm", "tcg"):
         _fail(f"--accel '{accel}' is not known; use auto, kvm or tcg")
     try:
         if datastore:
-            image, version = artifact, None
+            image, guest = artifact, verifying.Guest(datastore)
         else:
-            image, man = verifying.artifact_for(artifact)
-            datastore, version = man["target"]["datastore"], man["target"].get("datastore_version")
-        report = verifying.verify(image, datastore, version, timeout=timeout, accel=accel, guest_info_file=not no_guest_info)
+            image, man = manifests.artifact_for(artifact)
+            guest = verifying.guest_from_manifest(man)
+        report = verifying.verify(image, guest, timeout=timeout, accel=accel, guest_info_file=not no_guest_info)
     except FactoryError as e:
         _fail(str(e))
     verifying.print_report(report)
@@ -285,13 +313,35 @@ def verify(
         raise typer.Exit(1)
 
 
+def _print_published(result) -> None:
+    state = "uploaded" if result.uploaded else "already there, nothing uploaded"
+    typer.echo(f"{result.target}: {result.location} ({state})")
+    if result.latest:
+        typer.echo(f"  latest: {result.latest}")
+    if result.trove_command:
+        typer.echo(f"  register it with Trove: {result.trove_command}")
+
+
 @app.command()
 def publish(
-    artifact: Annotated[Path, typer.Argument(help="The image to publish.")],
-    to: Annotated[list[str], typer.Option("--to", help="glance, s3://BUCKET/PREFIX, swift://CONTAINER/PREFIX, or a directory.")] = [],
+    artifact: Annotated[Path, typer.Argument(help="The image to publish (.qcow2), or its .manifest.json.")],
+    to: Annotated[list[str], typer.Option("--to", help="glance, s3://BUCKET/PREFIX, swift://CONTAINER/PREFIX, file:///DIR or a directory (repeatable; default: ./published).")] = [],
+    os_cloud: OsCloud = None, s3_endpoint_url: S3Endpoint = None, glance_name: GlanceName = None,
+    glance_property: GlanceProperty = [], visibility: Visibility = "private",
 ) -> None:
-    """Publish an artifact to Glance, S3, Swift or a directory."""
-    _not_yet("factory publish")
+    """Publish an artifact to Glance, S3, Swift or a directory; the same sha256 is never uploaded twice."""
+    from factory import publish as publishing
+    from factory.publish import artifact as artifacts
+    from factory.publish import targets as destinations
+
+    try:
+        opts = publishing.options(os_cloud, s3_endpoint_url, glance_name, glance_property, visibility)
+        chosen = destinations.parse_all(to)
+        loaded = artifacts.load(artifact)
+        for destination in chosen:
+            _print_published(publishing.publish(loaded, destination, opts))
+    except FactoryError as e:
+        _fail(str(e))
 
 
 if __name__ == "__main__":  # pragma: no cover

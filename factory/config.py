@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from factory import agent
+from factory.agent import AgentSource
 from factory.errors import FactoryError
 from factory.store.remote import parse_url
 
@@ -41,8 +43,10 @@ SEED_DEFAULTS = {
     "GUEST_LOGDIR": "/var/log/trove",
     "DIB_CLOUD_INIT_DATASOURCES": "ConfigDrive",
 }
+# Settings that, like the seed's, reach only the layers that declare them.
+SCOPED_VARIABLES = SEED_VARIABLES + ("DATASTORE_IMAGE", "DATASTORE_IMAGE_ARCHIVE", "DATASTORE_REPO_URL", "DATASTORE_REPO_KEY")
 # Settings that name a file or folder on the build host.
-HOST_PATH_VARIABLES = ("DATASTORE_PKG_LOCATION", "SSH_DIR", "PATH_TROVE")
+HOST_PATH_VARIABLES = ("DATASTORE_PKG_LOCATION", "SSH_DIR", "PATH_TROVE", "DATASTORE_IMAGE_ARCHIVE", "DATASTORE_REPO_KEY")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SIZE = re.compile(r"^\d+(\.\d+)?[KMGT]?$", re.I)
 
@@ -55,6 +59,7 @@ class Target:
     arch: str = "amd64"
     datastore_version: str | None = None
     agent_source: str | None = None
+    datastore_mode: str | None = None  # native | container; default from the agent release
     elements: tuple[str, ...] = ()
     packages: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # seed settings and --env, sorted
@@ -70,14 +75,25 @@ class Target:
         return dict(self.env)
 
     def template_values(self) -> dict[str, str]:
-        return {"distro": self.distro, "release": self.release, "datastore": self.datastore, "arch": self.arch}
+        return {"distro": self.distro, "release": self.release, "datastore": self.datastore, "arch": self.arch,
+                "mode": self.mode}
+
+    @property
+    def agent(self) -> AgentSource:
+        return agent.parse(self.agent_source)
+
+    @property
+    def mode(self) -> str:
+        return self.datastore_mode or self.agent.default_mode()
 
     def element_env(self) -> dict[str, str]:
         """Every variable the target hands to elements (layers pick their share)."""
         env = dict(SEED_DEFAULTS)
+        env.update(self.agent.element_env())
         env.update(self.env_dict())
         env["DIB_RELEASE"] = self.release or ""
         env["SERVICE_TYPE"] = self.datastore
+        env["DATASTORE_MODE"] = self.mode
         if self.datastore_version:
             env["DATASTORE_VERSION"] = self.datastore_version
         for var in ("GUEST_LOGDIR", "PATH_TROVE"):
@@ -131,6 +147,7 @@ class Flags:
     datastore: str | None = None
     datastore_version: str | None = None
     agent_source: str | None = None
+    datastore_mode: str | None = None
     elements: list[str] = field(default_factory=list)
     packages: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=list)
@@ -181,7 +198,8 @@ def _merge(*layers: dict) -> dict:
 
 def _flag_values(flags: Flags) -> dict:
     out: dict = {}
-    for key in ("distro", "release", "arch", "datastore", "datastore_version", "agent_source", "image_size", "output"):
+    for key in ("distro", "release", "arch", "datastore", "datastore_version", "agent_source", "datastore_mode",
+                "image_size", "output"):
         value = getattr(flags, key)
         if value is not None:
             out[key] = value
@@ -324,8 +342,19 @@ def validate(target: Target, cat: Catalog) -> Target:
         problems.append(f"unknown format(s) {', '.join(bad_formats)}; valid: {', '.join(FORMATS)}")
     if not target.formats:
         problems.append("no output format; pass e.g. --format qcow2")
-    if target.agent_source:
-        problems.append("--agent-source is not available yet: the guest layer installs its own agent; leave it out")
+    source = None
+    try:
+        source = target.agent
+    except FactoryError as e:
+        problems.append(str(e))
+    if target.datastore_mode and target.datastore_mode not in agent.MODES:
+        problems.append(f"--datastore-mode '{target.datastore_mode}' is not known; use {' or '.join(agent.MODES)}")
+    if source and source.kind == "runtime":
+        missing = [v for v in agent.RUNTIME_SETTINGS if not target.env_dict().get(v)]
+        if missing:
+            problems.append(f"--agent-source runtime needs {', '.join(missing)} (the guest copies the agent from the controller at boot)")
+    if source and source.kind == "path" and not os.path.isdir(source.location):
+        problems.append(f"--agent-source path:{source.location}: no such folder on this host; point it at a Trove checkout")
     if target.image_size and not _SIZE.match(target.image_size):
         problems.append(f"--image-size '{target.image_size}' is not a size; use e.g. 3G or 2.5 (GiB, as DIB)")
     env = target.env_dict()
@@ -339,7 +368,9 @@ def validate(target: Target, cat: Catalog) -> Target:
             ipaddress.ip_address(env["CONTROLLER_IP"])
         except ValueError:
             problems.append(f"CONTROLLER_IP '{env['CONTROLLER_IP']}' is not an IP address")
-    for var in HOST_PATH_VARIABLES:
+    # In development mode PATH_TROVE and SSH_DIR name the controller's side.
+    on_host = [v for v in HOST_PATH_VARIABLES if not (source and source.kind == "runtime" and v == "PATH_TROVE")]
+    for var in on_host:
         value = env.get(var)
         if value and not os.path.exists(value):
             problems.append(f"{var} '{value}' does not exist on this host; point it at an existing file or folder")

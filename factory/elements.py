@@ -123,3 +123,21 @@ def content_hash(path: Path) -> str:
 
 def available(paths: list[Path]) -> list[str]:
     return sorted({p.name for d in paths if d.is_dir() for p in d.iterdir() if p.is_dir()})
+
+
+REQUIRES_FILE = "factory-requires.yaml"
+
+
+def unmet_requirement(element: Element, env: dict[str, str]) -> str | None:
+    """An element may name settings of which one must be given
+    (factory-requires.yaml: any_of, why); None when it names none or one is set."""
+    import yaml
+
+    path = element.path / REQUIRES_FILE
+    if not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text()) or {}
+    names = [str(n) for n in data.get("any_of") or ()]
+    if not names or any(env.get(n) for n in names):
+        return None
+    return f"{' or '.join(names)} ({data.get('why', 'required by ' + element.name)})"

@@ -25,7 +25,7 @@ ALL_PHASES = BUILD_PHASES + ASSEMBLE_PHASES
 INSIDE_PHASES = frozenset({"pre-install", "install", "post-install", "finalise"})
 
 _FIELD = re.compile(r"\{(\w+)\}")
-TEMPLATE_FIELDS = frozenset({"distro", "release", "datastore", "arch"})
+TEMPLATE_FIELDS = frozenset({"distro", "release", "datastore", "arch", "mode"})
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,13 @@ class LayerSpec:
     rerun: tuple[str, ...] = ()  # lower elements whose hooks act on each layer's elements
     extra_elements: bool = False  # the user's --element values land here
     extra_packages: bool = False  # the user's --package values land here
+    # Elements that replace `elements` in a given datastore mode (container).
+    modes: dict[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
     source: Path | None = field(default=None, compare=False)
 
     def element_names(self, values: dict[str, str]) -> list[str]:
-        return [render(t, values) for t in self.elements]
+        templates = self.modes.get(values.get("mode") or "", self.elements)
+        return [render(t, values) for t in templates]
 
 
 def render(template: str, values: dict[str, str]) -> str:
@@ -65,7 +68,11 @@ def _parse(path: Path) -> LayerSpec:
     if bad:
         raise FactoryError(f"{path}: unknown phase(s) {', '.join(bad)}; a layer runs some of: {', '.join(BUILD_PHASES)}")
     elements = tuple(str(e) for e in data.get("elements") or ())
-    for e in elements:
+    modes = data.get("modes") or {}
+    if not isinstance(modes, dict) or not all(isinstance(v, list) for v in modes.values()):
+        raise FactoryError(f"{path}: 'modes' maps a datastore mode to its element list, e.g. container: [docker-datastore]")
+    modes = {str(m): tuple(str(e) for e in v) for m, v in modes.items()}
+    for e in elements + tuple(e for v in modes.values() for e in v):
         unknown = set(_FIELD.findall(e)) - TEMPLATE_FIELDS
         if unknown:
             raise FactoryError(f"{path}: element '{e}' uses {sorted(unknown)}; templates may use {sorted(TEMPLATE_FIELDS)}")
@@ -77,6 +84,7 @@ def _parse(path: Path) -> LayerSpec:
         rerun=tuple(data.get("rerun") or ()),
         extra_elements=bool(data.get("extra_elements", False)),
         extra_packages=bool(data.get("extra_packages", False)),
+        modes=modes,
         source=path,
     )
 
@@ -122,9 +130,18 @@ def load_stack(dirs: Path | list[Path] | None = None) -> list[LayerSpec]:
     return stack
 
 
-def load_meta(dirs: Path | list[Path] | None = None) -> dict:
-    """Distro facts shared by the stack (default releases...), from _distros.yaml."""
-    files = _files(layers_path(dirs), "_distros.yaml")
+def _data(name: str, dirs: Path | list[Path] | None) -> dict:
+    files = _files(layers_path(dirs), name)
     if not files:
         return {}
     return yaml.safe_load(files[0].read_text()) or {}
+
+
+def load_meta(dirs: Path | list[Path] | None = None) -> dict:
+    """Distro facts shared by the stack (default releases...), from _distros.yaml."""
+    return _data("_distros.yaml", dirs)
+
+
+def load_container_images(dirs: Path | list[Path] | None = None) -> dict:
+    """Container mode's image and default tag per datastore, from _containers.yaml."""
+    return _data("_containers.yaml", dirs)

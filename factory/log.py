@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 
@@ -10,6 +11,10 @@ import structlog
 
 # Values that must never reach a log line, whatever a caller passes.
 _SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY$|^OS_|^AWS_)", re.I)
+# Names whose values are credentials themselves (not, say, a region or URL):
+# those values are masked wherever they appear in a message.
+_CREDENTIAL_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN)", re.I)
+_HIDDEN: set[str] = set()
 VERBOSE = False
 
 
@@ -29,18 +34,37 @@ def fingerprint(env: dict[str, str]) -> dict[str, str]:
     return {k: (f"sha256:{hashlib.sha256(v.encode()).hexdigest()}" if is_secret(k) else v) for k, v in env.items()}
 
 
+def hide(*values: str | None) -> None:
+    """Mask these values (credentials a client was given) in every log line
+    and every message passed through `scrub`."""
+    _HIDDEN.update(v for v in values if v and len(v) >= 4)
+
+
+def hide_environment(env: dict[str, str]) -> None:
+    hide(*(v for k, v in env.items() if _CREDENTIAL_NAME.search(k)))
+
+
+def scrub(text: str) -> str:
+    for value in sorted(_HIDDEN, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
 def _redact_processor(_logger, _name, event: dict) -> dict:
     for key in list(event):
         if _SECRET_NAME.search(key):
             event[key] = "***"
         elif isinstance(event[key], dict):
             event[key] = redact({str(k): v for k, v in event[key].items()})
+        elif isinstance(event[key], str):
+            event[key] = scrub(event[key])
     return event
 
 
 def setup(fmt: str = "console", verbose: bool = False) -> None:
     global VERBOSE
     VERBOSE = verbose
+    hide_environment(dict(os.environ))
     renderer = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from factory.errors import FactoryError
+
 MANIFEST_SCHEMA = 1
 
 
@@ -14,6 +16,7 @@ class Manifest:
     target: dict
     assembly_key: str
     layers: list[dict]  # name, key, parent, elements, element tree hashes, packages added
+    guest_agent: dict = field(default_factory=dict)  # source, datastore mode, warnings
     images: dict[str, dict] = field(default_factory=dict)  # format -> file, bytes, sha256
     tools: dict[str, str] = field(default_factory=dict)
     tree_bytes: int = 0
@@ -24,6 +27,7 @@ class Manifest:
             "schema": MANIFEST_SCHEMA,
             "target": self.target,
             "assembly_key": self.assembly_key,
+            "guest_agent": self.guest_agent,
             "layers": self.layers,
             "images": self.images,
             "tools": self.tools,
@@ -39,3 +43,20 @@ class Manifest:
 
 def read(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def artifact_for(path: Path) -> tuple[Path, dict]:
+    """(image, manifest) from an image path or its manifest path."""
+    path = Path(path)
+    if path.name.endswith(".manifest.json"):
+        man = read(path)
+        images = man.get("images", {})
+        fmt = "qcow2" if "qcow2" in images else next((f for f in images if f != "tar"), None)
+        if not fmt:
+            raise FactoryError(f"{path} names no bootable image (formats: {', '.join(images) or 'none'})")
+        return path.parent / images[fmt]["file"], man
+    stem = path.name.rsplit(".", 1)[0]
+    man_path = path.with_name(f"{stem}.manifest.json")
+    if not man_path.exists():
+        raise FactoryError(f"no manifest beside {path} ({man_path.name}); pass an image that factory build made")
+    return path, read(man_path)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from factory import log
-from factory.config import HOST_PATH_VARIABLES, SEED_VARIABLES, Flags, Target, catalog, load_targets, validate
+from factory.config import HOST_PATH_VARIABLES, SCOPED_VARIABLES, SEED_VARIABLES, Flags, Target, catalog, load_targets, validate
 from factory.elements import Element, closure, content_hash, dib_version, search_path, tree_hash, with_dib_defaults
 from factory.errors import FactoryError
 from factory.keys import KeyInputs, layer_key
@@ -78,7 +78,7 @@ def layer_env(spec: LayerSpec, target: Target, mirrors: dict[str, str]) -> dict[
     user_given = target.env_dict()
     env = {k: full[k] for k in spec.env if full.get(k)}
     for k, v in user_given.items():
-        if k not in SEED_VARIABLES:
+        if k not in SCOPED_VARIABLES:
             env[k] = v
     env["ARCH"] = target.arch
     return dict(sorted(env.items()))
@@ -175,6 +175,20 @@ def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None,
     return plan
 
 
+def check_requirements(plan: Plan) -> None:
+    """Settings elements declare they need, checked before anything is built."""
+    from factory.elements import unmet_requirement
+
+    problems = []
+    for layer in plan.layers:
+        for element in sorted(layer.runs.values(), key=lambda e: e.name):
+            unmet = unmet_requirement(element, layer.env)
+            if unmet:
+                problems.append(f"{plan.target.name}: element {element.name} needs {unmet}; pass it with --env")
+    if problems:
+        raise FactoryError("\n".join(problems))
+
+
 def mark_cache(plan: Plan) -> Plan:
     from factory.engine.docker import image_exists
 
@@ -187,8 +201,10 @@ def plan_with_cache(target: Target, builder_base: str | None = None) -> Plan:
     from factory.engine.builder import ensure_builder
     from factory.trust import host_trust
 
+    from factory.containers import with_image
+
     builder = ensure_builder(host_trust(), base=builder_base, verbose=log.VERBOSE)
-    return mark_cache(plan_stack(target, builder.id))
+    return mark_cache(plan_stack(with_image(target), builder.id))
 
 
 def print_plan(plan: Plan) -> None:

@@ -30,20 +30,35 @@ MARK = "FACTORY-VERIFY"
 MAC = "fa:16:3e:00:00:01"
 
 # Runs in the guest from cloud-init's final stage; each check prints one line.
+# /etc/trove/datastore (written by the datastore element) holds: datastore,
+# the unit that must be active, and in container mode the preloaded image.
 PROBE = f"""#!/bin/sh
 say() {{ echo "{MARK} $*" > /dev/ttyS0; }}
 conf=/etc/trove/conf.d/guest_info.conf
 if [ -f "$conf" ]; then say "guest_info sha256 $(sha256sum "$conf" | cut -d' ' -f1)"; else say "guest_info missing"; fi
 unit=trove-guest.service
-store=$(awk '{{print $2}}' /etc/trove/datastore 2>/dev/null)
-for i in $(seq 1 45); do
-    a=$(systemctl is-active "$unit"); d=$(systemctl is-active "${{store:-none}}" 2>/dev/null)
-    [ "$a" = active ] && [ "$d" = active ] && break
+log=@LOGDIR@/trove-guestagent.log
+set -- $(cat /etc/trove/datastore 2>/dev/null)
+name=${{1:-unknown}}; store=${{2:-none}}; image=${{3:-}}
+for i in $(seq 1 90); do
+    d=$(systemctl is-active "$store" 2>/dev/null)
+    if [ -f "$conf" ]; then
+        grep -q "guest_id" "$log" 2>/dev/null && [ "$d" = active ] && break
+    else
+        [ "$d" = active ] && break
+    fi
     sleep 2
 done
-say "agent $unit $(systemctl is-active "$unit") user=$(ps -o user= -C trove-guestagent -C sleep 2>/dev/null | head -1)"
-say "agent-log $(tail -n 3 ${{GUEST_LOGDIR:-/var/log/trove}}/trove-guestagent.log 2>/dev/null | tr '\\n' '|')"
-say "datastore ${{store:-unknown}} $(systemctl is-active "${{store:-none}}" 2>/dev/null)"
+pid=$(systemctl show -p MainPID --value "$unit")
+say "agent $unit $(systemctl is-active "$unit") restarts=$(systemctl show -p NRestarts --value "$unit") user=$(ps -o user= -p "${{pid:-0}}" 2>/dev/null)"
+say "agent-read $(grep -o -m1 'guest_id *= *[0-9a-f-]*' "$log" 2>/dev/null)"
+say "agent-log $(grep -v DEBUG "$log" 2>/dev/null | tail -n 2 | cut -c1-160 | tr '\\n' '|')"
+say "datastore $name $store $(systemctl is-active "$store" 2>/dev/null)"
+if [ -n "$image" ]; then
+    say "image $image $(docker image inspect --format '{{{{.Id}}}}' "$image" 2>/dev/null | cut -c1-19 || true)"
+    if err=$(docker run --rm --network none --entrypoint true "$image" 2>&1); then r=ok; else r="failed: $(echo "$err" | tail -n 1 | cut -c1-150)"; fi
+    say "image-run $image $r"
+fi
 say "datasource $(grep -ho '"datasource": "[^"]*"' /run/cloud-init/status.json /run/cloud-init/result.json 2>/dev/null | head -1)"
 say "done"
 """
@@ -81,7 +96,20 @@ def guest_info(datastore: str, version: str | None) -> str:
     )
 
 
-def config_drive(dest: Path, guest_info_text: str, with_files: bool = True) -> Path:
+# The agent's own config, which Trove's TaskManager injects beside
+# guest_info.conf. Nothing listens at this transport: the agent starts, reads
+# its config and keeps retrying the message queue, which is all a lone guest
+# can show. debug makes it log its options, guest_id among them.
+AGENT_CONF = (
+    "[DEFAULT]\n"
+    "debug = True\n"
+    "transport_url = rabbit://factory-verify:unused@127.0.0.1:5672/\n"
+    "control_exchange = trove\n"
+)
+VOLUME_SIZE = "1G"
+
+
+def config_drive(dest: Path, guest_info_text: str, with_files: bool = True, logdir: str = "/var/log/trove") -> Path:
     """An ISO9660 ConfigDrive, as Nova builds it."""
     if not shutil.which("genisoimage"):
         raise FactoryError("genisoimage is missing; run ./factory.sh once (it installs it) or apt-get install genisoimage")
@@ -99,22 +127,27 @@ def config_drive(dest: Path, guest_info_text: str, with_files: bool = True) -> P
     }
     if with_files:
         (root / "openstack" / "content" / "0000").write_text(guest_info_text)
-        meta["files"].append({"path": "/etc/trove/conf.d/guest_info.conf", "content_path": "/content/0000"})
+        (root / "openstack" / "content" / "0001").write_text(AGENT_CONF)
+        meta["files"] += [{"path": "/etc/trove/conf.d/guest_info.conf", "content_path": "/content/0000"},
+                          {"path": "/etc/trove/conf.d/trove-guestagent.conf", "content_path": "/content/0001"}]
     (latest / "meta_data.json").write_text(json.dumps(meta))
     (latest / "network_data.json").write_text(json.dumps({
         "links": [{"id": "tap0", "type": "phy", "ethernet_mac_address": MAC, "mtu": 1500}],
         "networks": [{"id": "net0", "type": "ipv4_dhcp", "link": "tap0", "network_id": "net0"}],
         "services": [],
     }))
-    (latest / "user_data").write_text(PROBE)
+    (latest / "user_data").write_text(PROBE.replace("@LOGDIR@", logdir))
     (latest / "vendor_data.json").write_text("{}")
     subprocess.run(["genisoimage", "-quiet", "-o", str(dest), "-V", "config-2", "-r", "-J", str(root)], check=True)
     return dest
 
 
-def _qemu_cmd(overlay: Path, drive: Path, console: Path, accel: str, memory: int) -> list[str]:
+def _qemu_cmd(overlay: Path, drive: Path, volume: Path, console: Path, accel: str, memory: int) -> list[str]:
     cmd = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-m", str(memory), "-smp", "2",
            "-drive", f"file={overlay},if=virtio,format=qcow2",
+           # The instance's data volume (/dev/vdb), as Trove attaches one: the
+           # agent formats and mounts it when it starts.
+           "-drive", f"file={volume},if=virtio,format=qcow2",
            "-drive", f"file={drive},media=cdrom,readonly=on",
            # restrict=on: the guest gets DHCP but reaches nothing outside.
            "-netdev", "user,id=n0,restrict=on", "-device", f"virtio-net-pci,netdev=n0,mac={MAC}",
@@ -167,25 +200,42 @@ def _line(text: str, pattern: str) -> str | None:
     return None
 
 
-def evaluate(console_text: str, expected_guest_info: str) -> list[Check]:
+@dataclass(frozen=True)
+class Guest:
+    """What the image was built with, that the checks compare against."""
+
+    datastore: str
+    version: str | None = None
+    user: str = "trove"
+    logdir: str = "/var/log/trove"
+
+
+def evaluate(console_text: str, expected_guest_info: str, guest: Guest) -> list[Check]:
     import hashlib
 
-    checks = []
-    booted = _line(console_text, r"login:|Reached target.*Multi-User|Cloud-init v\. .* finished")
-    checks.append(Check("booted", booted is not None, booted or "no login prompt or cloud-init final message on the console"))
-    ds = _line(console_text, rf"{MARK} datasource .*ConfigDrive|Datasource DataSourceConfigDrive")
-    checks.append(Check("cloud-init used the ConfigDrive", ds is not None, ds or "no ConfigDrive datasource line on the console"))
+    def check(name: str, pattern: str, ok, missing: str = "the probe never reported") -> None:
+        line = _line(console_text, pattern)
+        checks.append(Check(name, bool(line and ok(line)), line or missing))
+
+    checks: list[Check] = []
+    check("booted", r"login:|Reached target.*Multi-User|Cloud-init v\. .* finished", lambda l: True,
+          "no login prompt or cloud-init final message on the console")
+    check("cloud-init used the ConfigDrive", rf"{MARK} datasource .*ConfigDrive|Datasource DataSourceConfigDrive",
+          lambda l: True, "no ConfigDrive datasource line on the console")
     want = hashlib.sha256(expected_guest_info.encode()).hexdigest()
-    gi = _line(console_text, rf"{MARK} guest_info")
-    checks.append(Check("guest_info.conf present with the injected content", bool(gi and want in gi), gi or "the probe never reported"))
-    agent = _line(console_text, rf"{MARK} agent ")
-    checks.append(Check("guest agent service started", bool(agent and " active" in agent and "inactive" not in agent), agent or "the probe never reported"))
-    store = _line(console_text, rf"{MARK} datastore ")
-    checks.append(Check("datastore service active", bool(store and store.endswith(" active")), store or "the probe never reported"))
+    check("guest_info.conf present with the injected content", rf"{MARK} guest_info", lambda l: want in l)
+    check("guest agent service started", rf"{MARK} agent ", lambda l: " active" in l and "inactive" not in l)
+    check(f"guest agent runs as {guest.user}", rf"{MARK} agent ", lambda l: l.endswith(f"user={guest.user}"))
+    guest_id = re.search(r"guest_id=(\S+)", expected_guest_info).group(1)
+    check("guest agent read guest_info.conf (its log names the guest_id)", rf"{MARK} agent-read", lambda l: guest_id in l)
+    check("datastore service active", rf"{MARK} datastore ", lambda l: l.endswith(" active"))
+    if _line(console_text, rf"{MARK} image "):
+        check("preloaded datastore image in the guest's engine", rf"{MARK} image ", lambda l: "sha256:" in l)
+        check("preloaded datastore image starts", rf"{MARK} image-run ", lambda l: l.endswith(" ok"))
     return checks
 
 
-def verify(image: Path, datastore: str, version: str | None = None, timeout: int = 600, memory: int = 1536,
+def verify(image: Path, guest: Guest, timeout: int = 600, memory: int = 1536,
            accel: str = "auto", console_path: Path | None = None, guest_info_file: bool = True) -> Report:
     """Boot and check. guest_info_file=False boots with a ConfigDrive that carries
     no guest_info.conf (as when Nova discards injected files): the agent must
@@ -197,50 +247,40 @@ def verify(image: Path, datastore: str, version: str | None = None, timeout: int
         raise FactoryError("qemu-system-x86_64 is missing; run ./factory.sh once (it installs qemu-system-x86)")
     console = console_path or image.with_name(image.name + ".console.log")
     started = time.monotonic()
-    info = guest_info(datastore, version)
+    info = guest_info(guest.datastore, guest.version)
     with tempfile.TemporaryDirectory(prefix="factory-verify-") as tmp:
         tmpdir = Path(tmp)
         fmt = "qcow2" if image.suffix == ".qcow2" else "raw"
         overlay = tmpdir / "overlay.qcow2"
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", fmt, str(overlay)], check=True)
-        drive = config_drive(tmpdir / "config-2.iso", info, with_files=guest_info_file)
+        drive = config_drive(tmpdir / "config-2.iso", info, with_files=guest_info_file, logdir=guest.logdir)
+        volume = tmpdir / "volume.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(volume), VOLUME_SIZE], check=True)
         chosen = accel
         if accel == "auto":
             chosen = "kvm" if _kvm_usable() else "tcg"
         deadline = time.monotonic() + timeout
         _log.info("booting", image=image.name, accel=chosen, timeout=timeout)
-        outcome = _boot(_qemu_cmd(overlay, drive, console, chosen, memory), console, deadline,
+        outcome = _boot(_qemu_cmd(overlay, drive, volume, console, chosen, memory), console, deadline,
                         KVM_PROBE_SECONDS if (chosen == "kvm" and accel == "auto") else None)
         if outcome == "silent":
             _log.info("KVM is present but the guest printed nothing; falling back to emulation (TCG)")
             chosen = "tcg"
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", fmt, str(overlay)], check=True)
-            outcome = _boot(_qemu_cmd(overlay, drive, console, chosen, memory), console, time.monotonic() + timeout, None)
+            outcome = _boot(_qemu_cmd(overlay, drive, volume, console, chosen, memory), console, time.monotonic() + timeout, None)
         if outcome == "timeout":
             _log.warning("time limit reached before the guest finished its checks", seconds=timeout)
     text = console.read_text(errors="replace")
     report = Report(image=image, accel=chosen, seconds=time.monotonic() - started, console=console,
-                    checks=evaluate(text, info))
+                    checks=evaluate(text, info, guest))
     return report
 
 
-def artifact_for(path: Path) -> tuple[Path, dict]:
-    """(image, manifest) from an image path or its manifest path."""
-    from factory import manifest as manifests
-
-    path = Path(path)
-    if path.name.endswith(".manifest.json"):
-        man = manifests.read(path)
-        images = man.get("images", {})
-        fmt = "qcow2" if "qcow2" in images else next((f for f in images if f != "tar"), None)
-        if not fmt:
-            raise FactoryError(f"{path} names no bootable image (formats: {', '.join(images) or 'none'})")
-        return path.parent / images[fmt]["file"], man
-    stem = path.name.rsplit(".", 1)[0]
-    man_path = path.with_name(f"{stem}.manifest.json")
-    if not man_path.exists():
-        raise FactoryError(f"no manifest beside {path} ({man_path.name}); verify an image that factory build made, or pass --datastore")
-    return path, manifests.read(man_path)
+def guest_from_manifest(man: dict) -> Guest:
+    target = man["target"]
+    env = dict(target.get("env") or {})
+    return Guest(datastore=target["datastore"], version=target.get("datastore_version"),
+                 user=env.get("GUEST_USERNAME", "trove"), logdir=env.get("GUEST_LOGDIR", "/var/log/trove"))
 
 
 def print_report(report: Report) -> None:

@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# Native datastores are driven by guest agents before Trove 14; 13.0.1 is the
+# last of them (current agents run the datastore in a container).
+NATIVE_AGENT = ["--agent-source", "pypi:13.0.1"]
 FACTORY = str(Path(sys.executable).parent / "factory")
 
 
@@ -102,4 +105,14 @@ def swift_server(tmp_path_factory):
     from tests.servers import swift
 
     with swift.running(tmp_path_factory.mktemp("swift")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def glance_server(tmp_path_factory):
+    """A real standalone Glance on 127.0.0.1 (tests/servers/glance.py), stopped
+    at the end of the session."""
+    from tests.servers import glance
+
+    with glance.running(tmp_path_factory.mktemp("glance")) as server:
         yield server

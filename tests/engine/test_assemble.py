@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, factory
+from tests.conftest import NATIVE_AGENT, REPO, factory
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-TARGET = ["--distro", "debian", "--release", "bookworm", "--datastore", "postgresql"]
+TARGET = ["--distro", "debian", "--release", "bookworm", "--datastore", "postgresql", *NATIVE_AGENT]
 
 
 def loops_and_mounts() -> list[str]:

@@ -32,10 +32,12 @@ def test_elements_shows_the_matrix():
     assert "postgresql" in run.stdout and "fedora" in run.stdout
 
 
-def test_unfinished_commands_say_so_and_fail():
-    run = factory("publish", "x.qcow2", "--to", "glance")
-    assert run.returncode == 3
-    assert "not available yet" in run.stderr
+def test_publish_of_a_missing_artifact_is_one_clear_line():
+    run = factory("publish", "/nonexistent/x.qcow2", "--to", "glance")
+    assert run.returncode == 2
+    assert [l for l in run.stderr.splitlines() if l.startswith("error:")] == [
+        "error: /nonexistent/x.qcow2 not found; give a built image (.qcow2) or its .manifest.json"
+    ]
 
 
 def test_verify_of_a_missing_image_is_one_clear_line():
@@ -54,7 +56,10 @@ def test_fedora_plan_shows_the_fedora_stack():
     layers = {l["layer"]: l for l in json.loads(run.stdout)[0]["layers"]}
     assert "fedora-minimal" in layers["base"]["elements"]
     assert "fedora-guest" in layers["guest"]["elements"]
-    assert "fedora-postgresql" in layers["datastore"]["elements"]
+    # The default agent runs the datastore in a container; native installs packages.
+    assert "container-datastore" in layers["datastore"]["elements"]
+    run = factory("plan", "--distro", "fedora", "--datastore", "postgresql", "--datastore-mode", "native", "--as", "json")
+    assert "fedora-postgresql" in json.loads(run.stdout)[0]["layers"][-1]["elements"]
 
 
 def test_fedora_build_without_a_reachable_mirror_stops_at_once(tmp_path):

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import factory
+from tests.conftest import NATIVE_AGENT, factory
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-TARGET = ["--distro", "debian", "--release", "bookworm", "--datastore", "redis"]
+TARGET = ["--distro", "debian", "--release", "bookworm", "--datastore", "redis", *NATIVE_AGENT]
 
 
 def make_deb(root: Path, version: str) -> Path:

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from factory.settings import state_dir
-from tests.conftest import FACTORY, REPO, factory
+from tests.conftest import NATIVE_AGENT, FACTORY, REPO, factory
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-TARGET = ["--distro", "debian", "--release", "bookworm", "--datastore", "redis", "--format", "tar"]
+TARGET = ["--distro", "debian", "--release", "bookworm", "--datastore", "redis", "--format", "tar", *NATIVE_AGENT]
 
 
 def slow_redis(tmp_path: Path) -> Path:

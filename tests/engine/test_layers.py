@@ -8,11 +8,11 @@ import tarfile
 
 import pytest
 
-from tests.conftest import edited_element, factory
+from tests.conftest import NATIVE_AGENT, edited_element, factory
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
-TARGET = ["--distro", "debian", "--release", "bookworm"]
+TARGET = ["--distro", "debian", "--release", "bookworm", *NATIVE_AGENT]
 
 
 def plan(*args: str, env: dict | None = None) -> dict[str, dict]:

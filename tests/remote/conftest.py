@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.conftest import Run, factory
+from tests.conftest import NATIVE_AGENT, Run, factory
 from tests.servers.registry import Registry, flip_byte
 
 
@@ -87,7 +87,8 @@ def registry(tmp_path_factory):
 @pytest.fixture(scope="session")
 def stack():
     """Build arguments of this session's own debian/postgresql stack."""
-    return ["--distro", "debian", "--release", "bookworm", "--env", f"FACTORY_REMOTE_TEST={uuid.uuid4()}", "--format", "tar"]
+    return ["--distro", "debian", "--release", "bookworm", *NATIVE_AGENT, "--env", f"FACTORY_REMOTE_TEST={uuid.uuid4()}",
+            "--format", "tar"]
 
 
 def keys(*args: str, env: dict | None = None) -> dict[str, str]:

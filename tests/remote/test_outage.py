@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from tests.conftest import FACTORY, Run, edited_element, factory
+from tests.conftest import FACTORY, NATIVE_AGENT, Run, edited_element, factory
 from tests.remote.conftest import events
 from tests.servers.registry import Registry
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 # The suite's usual stack: its base and guest are most likely in the local
 # store already, and the registry is gone before anything is pushed.
-TARGET = ["--distro", "debian", "--release", "bookworm", "--format", "tar"]
+TARGET = ["--distro", "debian", "--release", "bookworm", *NATIVE_AGENT, "--format", "tar"]
 
 
 @pytest.fixture

@@ -92,42 +92,32 @@ use = egg:swift#healthcheck
 """
 
 
+# The proxy's middleware, in pipeline order: s3api before tempauth, slo
+# after them (S3 multipart uploads are stored as static large objects).
+_PIPELINE = ("catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk s3api tempauth "
+             "copy slo dlo proxy-logging proxy-server")
+_PLAIN_FILTERS = ("catch_errors", "gatekeeper", "healthcheck", "proxy-logging", "listing_formats", "bulk", "s3api",
+                  "copy", "slo", "dlo")
+
+
 def _proxy_conf(port: int, memcache_port: int, key: str, common: str) -> str:
+    plain = "\n".join(f"[filter:{name}]\nuse = egg:swift#{name.replace('-', '_')}" for name in _PLAIN_FILTERS)
     return f"""
 [DEFAULT]
 bind_port = {port}
 {common}
 [pipeline:main]
-pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats bulk s3api tempauth copy slo dlo proxy-logging proxy-server
+pipeline = {_PIPELINE}
 [app:proxy-server]
 use = egg:swift#proxy
 account_autocreate = true
 [filter:tempauth]
 use = egg:swift#tempauth
 user_{ACCOUNT}_{USER} = {key} .admin
-[filter:s3api]
-use = egg:swift#s3api
 [filter:cache]
 use = egg:swift#memcache
 memcache_servers = 127.0.0.1:{memcache_port}
-[filter:catch_errors]
-use = egg:swift#catch_errors
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-[filter:healthcheck]
-use = egg:swift#healthcheck
-[filter:proxy-logging]
-use = egg:swift#proxy_logging
-[filter:listing_formats]
-use = egg:swift#listing_formats
-[filter:bulk]
-use = egg:swift#bulk
-[filter:copy]
-use = egg:swift#copy
-[filter:slo]
-use = egg:swift#slo
-[filter:dlo]
-use = egg:swift#dlo
+{plain}
 """
 
 

@@ -36,9 +36,11 @@ def cat(paths):
 
 @pytest.fixture
 def target(cat):
-    """Build a validated Target: target(distro, datastore, **fields)."""
+    """Build a validated Target: target(distro, datastore, **fields); native
+    datastore mode unless given (most planning tests are about those elements)."""
 
     def make(distro: str = "debian", datastore: str = "postgresql", **kw) -> Target:
+        kw.setdefault("datastore_mode", "native")
         env = kw.pop("env", None)
         if isinstance(env, dict):
             kw["env"] = tuple(sorted(env.items()))

@@ -243,8 +243,8 @@ def test_split_formats():
 
 def test_catalog_from_real_elements(cat):
     assert set(cat.distros) == {"debian", "ubuntu", "fedora"}
-    assert cat.distros["debian"] == ("mariadb", "postgresql", "redis")
-    assert cat.distros["ubuntu"] == ("mariadb", "mysql", "postgresql", "redis")
+    assert cat.distros["debian"] == ("cassandra", "couchbase", "mariadb", "mongodb", "percona", "postgresql", "redis")
+    assert cat.distros["ubuntu"] == ("cassandra", "couchbase", "mariadb", "mongodb", "mysql", "percona", "postgresql", "redis")
     assert cat.distros["fedora"] == ("postgresql",)
     assert cat.default_releases["debian"] == "bookworm"
 
@@ -262,15 +262,15 @@ def test_catalog_ignores_dib_helper_elements(cat):
 
 
 def test_extra_element_dir_adds_datastore(tmp_path, cat):
-    (tmp_path / "debian-cassandra").mkdir()
-    (tmp_path / "debian-cassandra" / "element-deps").write_text("package-installs\n")
-    assert "cassandra" not in cat.distros["debian"]
+    (tmp_path / "debian-scylla").mkdir()
+    (tmp_path / "debian-scylla" / "element-deps").write_text("package-installs\n")
+    assert "scylla" not in cat.distros["debian"]
     with pytest.raises(FactoryError):
-        validate(Target("debian", "cassandra"), cat)
+        validate(Target("debian", "scylla"), cat)
 
     extended = catalog(search_path(str(tmp_path)))
-    assert "cassandra" in extended.distros["debian"]
-    assert "cassandra" not in extended.distros["ubuntu"]
+    assert "scylla" in extended.distros["debian"]
+    assert "scylla" not in extended.distros["ubuntu"]
     assert validate(Target("debian", "cassandra"), extended).release == "bookworm"
 
 
@@ -294,7 +294,7 @@ def test_unknown_datastore_lists_valid_ones_for_that_distro(cat):
     (line,) = problems(Target("debian", "mysql"), cat)  # mysql exists for ubuntu only
     assert "mysql" in line and "debian" in line
     listed = {s.strip() for s in line.split("valid datastores:")[1].split(",")}
-    assert listed == set(cat.distros["debian"]) == {"mariadb", "postgresql", "redis"}
+    assert listed == set(cat.distros["debian"]) >= {"mariadb", "postgresql", "redis"}
     # the same name is fine on ubuntu
     assert validate(Target("ubuntu", "mysql"), cat).release == "noble"
 
@@ -404,6 +404,24 @@ def test_escape_for_sed():
     assert escape_for_sed("a\\b") == r"a\\b"
 
 
-def test_agent_source_is_refused_until_it_does_something(cat):
-    (line,) = problems(Target("debian", "postgresql", agent_source="pypi:26.0.0"), cat)
-    assert "--agent-source" in line and "not available yet" in line
+def test_bad_agent_source_and_mode_each_get_a_line(cat):
+    lines = problems(Target("debian", "postgresql", agent_source="pip:1", datastore_mode="vm"), cat)
+    assert len(lines) == 2
+    assert "pypi[:VERSION], path:DIR, git:URL[@REF] or runtime" in lines[0]
+    assert "--datastore-mode 'vm'" in lines[1] and "native or container" in lines[1]
+
+
+def test_runtime_agent_names_the_settings_it_lacks(cat):
+    (line,) = problems(Target("debian", "postgresql", agent_source="runtime", env=(("CONTROLLER_IP", "10.0.0.1"),)), cat)
+    assert "HOST_SCP_USERNAME, PATH_TROVE, SSH_DIR" in line
+
+
+def test_agent_path_must_be_a_folder_here(cat, tmp_path):
+    (line,) = problems(Target("debian", "postgresql", agent_source=f"path:{tmp_path}/nope"), cat)
+    assert "no such folder" in line
+
+
+def test_default_mode_follows_the_agent_release():
+    assert Target("debian", "postgresql").mode == "container"
+    assert Target("debian", "postgresql", agent_source="pypi:13.0.0").mode == "native"
+    assert Target("debian", "postgresql", datastore_mode="native").mode == "native"

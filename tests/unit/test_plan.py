@@ -341,3 +341,53 @@ def test_datastore_pkg_location_path_does_not_enter_the_key(plan, target, tmp_pa
     k1 = keys(plan(target("debian", "postgresql", env={"DATASTORE_PKG_LOCATION": str(one)})))
     k2 = keys(plan(target("debian", "postgresql", env={"DATASTORE_PKG_LOCATION": str(two)})))
     assert k1 == k2
+
+
+def test_container_mode_swaps_only_the_datastore_elements(plan, target, tmp_path):
+    archive = tmp_path / "postgres.tar"
+    archive.write_bytes(b"one")
+    env = {"DATASTORE_IMAGE": "postgres:16", "DATASTORE_IMAGE_ARCHIVE": str(archive)}
+    native = plan(target("debian", "postgresql", env=env))
+    container = plan(target("debian", "postgresql", datastore_mode="container", env=env))
+    assert "container-datastore" in layer(container, "datastore").runs
+    assert "debian-postgresql" not in layer(container, "datastore").runs
+    assert keys(native)["guest"] == keys(container)["guest"]
+    assert layer(container, "datastore").env["DATASTORE_MODE"] == "container"
+    archive.write_bytes(b"two")  # a new image archive: a new datastore layer, nothing else
+    again = plan(target("debian", "postgresql", datastore_mode="container", env=env))
+    assert keys(again)["guest"] == keys(container)["guest"]
+    assert keys(again)["datastore"] != keys(container)["datastore"]
+
+
+def test_agent_source_reaches_the_guest_layer_only(plan, target):
+    default, older = plan(target()), plan(target(agent_source="pypi:25.1.0"))
+    assert keys(default)["base"] == keys(older)["base"]
+    assert keys(default)["guest"] != keys(older)["guest"]
+    assert layer(older, "guest").env["TROVE_AGENT_VERSION"] == "25.1.0"
+    assert "TROVE_AGENT_VERSION" not in layer(older, "base").env
+
+
+def test_agent_checkout_enters_the_guest_key_by_content(plan, target, tmp_path):
+    checkout = tmp_path / "trove"
+    checkout.mkdir()
+    (checkout / "setup.cfg").write_text("[metadata]\nname = trove\n")
+    before = plan(target(agent_source=f"path:{checkout}"))
+    assert layer(before, "guest").env["PATH_TROVE"] == str(checkout)
+    os.utime(checkout / "setup.cfg", (1, 1))
+    assert keys(plan(target(agent_source=f"path:{checkout}"))) == keys(before)
+    (checkout / "setup.cfg").write_text("[metadata]\nname = trove\nversion = 99\n")
+    after = plan(target(agent_source=f"path:{checkout}"))
+    assert keys(after)["base"] == keys(before)["base"]
+    assert keys(after)["guest"] != keys(before)["guest"]
+
+
+def test_build_host_ssh_keys_only_reach_a_runtime_agent(plan, target, tmp_path):
+    ssh = tmp_path / "ssh"
+    ssh.mkdir()
+    (ssh / "id_ed25519").write_text("not a real key")
+    env = {"SSH_DIR": str(ssh), "HOST_SCP_USERNAME": "stack", "CONTROLLER_IP": "10.0.0.1", "PATH_TROVE": "/opt/stack/trove"}
+    dev = plan(target(agent_source="runtime", env=env))
+    assert layer(dev, "guest").env["TROVE_AGENT_SOURCE"] == "runtime"
+    assert str(ssh) in layer(dev, "guest").host_inputs  # staged by extra-data.d for the dev agent only
+    baked = plan(target(env={k: v for k, v in env.items() if k != "PATH_TROVE"}))
+    assert layer(baked, "guest").env["TROVE_AGENT_SOURCE"] == "pypi"

@@ -1,0 +1,3 @@
+# Apache Cassandra comes from its vendor's repository (see vendor-datastore).
+export VENDOR_PACKAGES="cassandra"
+export VENDOR_UNIT=cassandra.service
