@@ -28,17 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-import boto3
 import docker
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 
 from factory import log
 from factory.engine.docker import client
 from factory.engine.layer import LABEL
 from factory.errors import FactoryError
 from factory.plan import LAYER_REPO
+from factory.s3client import s3_client
 from factory.store.local import layer_image
 from factory.settings import state_dir
 from factory.store.progress import TransferProgress
@@ -204,12 +203,8 @@ class S3Store:
         self.bucket = url.host
         self.layout = Layout(url.path)
         self.retry = retry
-        # Path-style addressing and checksums only where S3 requires them:
-        # what Swift's S3 API, Ceph and MinIO all understand.
-        self.s3 = boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=Config(
-            s3={"addressing_style": "path"}, retries={"mode": "standard", "max_attempts": 2},
-            connect_timeout=10, read_timeout=120,
-            request_checksum_calculation="when_required", response_checksum_validation="when_required"))
+        # boto3 retries a request once; RetryPolicy backs off over longer faults.
+        self.s3 = s3_client(endpoint_url, attempts=2)
         # Blobs that failed their check on pull: a push replaces them.
         self.refused: set[str] = set()
 
