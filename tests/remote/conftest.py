@@ -86,9 +86,14 @@ def registry(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def stack():
-    """Build arguments of this session's own debian/postgresql stack."""
-    return ["--distro", "debian", "--release", "bookworm", *NATIVE_AGENT, "--env", f"FACTORY_REMOTE_TEST={uuid.uuid4()}",
+    """Build arguments of this session's own debian/postgresql stack; its
+    layers leave the local store with the session (no later one plans them)."""
+    args = ["--distro", "debian", "--release", "bookworm", *NATIVE_AGENT, "--env", f"FACTORY_REMOTE_TEST={uuid.uuid4()}",
             "--format", "tar"]
+    yield args
+    base = keys(*args, "--datastore", "postgresql")["base"]
+    if base in factory("layers", "ls", "--as", "json").stdout:
+        forget(base)
 
 
 def keys(*args: str, env: dict | None = None) -> dict[str, str]:
