@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import fcntl
 import signal
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -13,7 +11,7 @@ from rich.table import Table
 
 from factory import agent, containers, log
 from factory.assemble import DEFAULT_COMPRESSION, assemble
-from factory.config import Target
+from factory.config import CacheSettings, Target
 from factory.elements import search_path
 from factory.engine import layer as engine
 from factory.engine.builder import ensure_builder
@@ -21,40 +19,26 @@ from factory.engine.docker import image_exists
 from factory.errors import FactoryError
 from factory.keyrings import ensure_keyring
 from factory.layers import load_meta
+from factory.locks import host_lock
 from factory.plan import Plan, check_requirements, plan_stack
 from factory.preflight import check_mirror
 from factory.settings import state_dir
+from factory.store.cache import RemoteCache
 from factory.trust import host_trust
 
 _log = log.get("build")
 
 
-@contextmanager
-def _host_lock(name: str, waiting: str, **fields):
-    locks = state_dir() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    with open(locks / f"{name}.lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            _log.info(waiting, **fields)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _layer_lock(key: str):
     """One build per layer key on this host; a second build waits, then reuses."""
-    return _host_lock(key, "another build is making this layer; waiting for it", key=key[:16])
+    return host_lock(key, "another build is making this layer; waiting for it", key=key[:16])
 
 
 def _package_cache_lock(distro: str):
     """The shared package cache takes one package manager at a time (apt
     refuses a locked cache rather than wait), so layers that use it are
     built one after another on this host."""
-    return _host_lock(f"package-cache-{distro}", "another build is using the package cache; waiting for it", distro=distro)
+    return host_lock(f"package-cache-{distro}", "another build is using the package cache; waiting for it", distro=distro)
 
 
 def _terminate_on_sigterm() -> None:
@@ -72,7 +56,7 @@ def _cache_dir() -> Path:
     return path
 
 
-def build_layers(plan: Plan, refresh: list[str], verbose: bool) -> list[dict]:
+def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCache) -> list[dict]:
     unknown = set(refresh) - {l.name for l in plan.layers}
     if unknown:
         raise FactoryError(f"--refresh {', '.join(sorted(unknown))}: no such layer; layers are {', '.join(l.name for l in plan.layers)}")
@@ -96,7 +80,11 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool) -> list[dict]:
             if image_exists(layer.tag) and not forcing:
                 _log.info("layer cached", layer=layer.name, key=layer.key[:16], built_by="another run")
                 summary.append({"layer": layer.name, "key": layer.key, "state": "cached (built by another run)", "seconds": time.monotonic() - started})
+            elif not forcing and (pulled := cache.pull(layer.name, layer.key)):
+                summary.append({"layer": layer.name, "key": layer.key, "state": f"pulled {_mib(pulled.bytes)}", "seconds": pulled.seconds})
             else:
+                if layer is plan.layers[0]:
+                    check_mirror(plan.target)
                 _log.info("building layer", layer=layer.name, key=layer.key[:16], elements=" ".join(sorted(layer.runs)))
                 with _package_cache_lock(plan.target.distro):
                     result = engine.build_layer(
@@ -111,8 +99,24 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool) -> list[dict]:
     return summary
 
 
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.0f} MiB"
+
+
+def _push(plan: Plan, cache: RemoteCache, summary: list[dict]) -> None:
+    sent = cache.push([(l.name, l.key) for l in plan.layers])
+    for row in summary:
+        if row["key"] in sent:
+            row["state"] += f", pushed {_mib(sent[row['key']].bytes)} in {sent[row['key']].seconds:.0f}s"
+
+
 def print_summary(summary: list[dict], total: float) -> None:
-    table = Table(title=f"layers ({total:.1f}s in all)", title_justify="left")
+    counts = {"pulled": sum(row["state"].startswith("pulled") for row in summary),
+              "built": sum(row["state"] == "built" or row["state"].startswith("built,") for row in summary),
+              "pushed": sum(", pushed" in row["state"] for row in summary)}
+    _log.info("layers summary", **counts)
+    caption = ", ".join(f"{n} {word}" for word, n in counts.items())
+    table = Table(title=f"layers ({total:.1f}s in all): {caption}", title_justify="left")
     for col in ("layer", "key", "result", "seconds"):
         table.add_column(col)
     for row in summary:
@@ -121,7 +125,8 @@ def print_summary(summary: list[dict], total: float) -> None:
 
 
 def build(target: Target, refresh: list[str] | None = None, builder_base: str | None = None,
-          compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None) -> Path:
+          compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None,
+          cache: CacheSettings = CacheSettings()) -> Path:
     """Build a target; returns its manifest (beside the images it names)."""
     _terminate_on_sigterm()
     started = time.monotonic()
@@ -136,14 +141,14 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
     check_requirements(plan)
     if not target.env_dict().get("DIB_APT_KEYRING"):
         ensure_keyring(target.distro, target.env_dict().get("DIB_DISTRIBUTION_MIRROR"), target.arch)
-    if not image_exists(plan.layers[0].tag) or plan.layers[0].name in (refresh or []):
-        check_mirror(target)
-    summary = build_layers(plan, refresh or [], log.VERBOSE)
+    remote = RemoteCache(cache)
+    summary = build_layers(plan, refresh or [], log.VERBOSE, remote)
     assemble_started = time.monotonic()
     manifest = assemble(plan, host_trust(), search_path(), state_dir(), _cache_dir(),
                         compression=compression, qemu_options=qemu_options, verbose=log.VERBOSE)
     summary.append({"layer": "(assemble)", "key": manifest.name.split(".")[0].rsplit("-", 1)[-1],
                     "state": "done", "seconds": time.monotonic() - assemble_started})
+    _push(plan, remote, summary)
     print_summary(summary, time.monotonic() - started)
     _log.info("artifact ready", manifest=str(manifest))
     return manifest

@@ -88,6 +88,9 @@ def build(
     compression: Annotated[str, typer.Option("--compression", help="qcow2 compression: zlib (default, any qemu), zstd (faster, qemu >= 5.1 readers), none.")] = "zlib",
     qemu_img_options: Annotated[Optional[str], typer.Option("--qemu-img-options", help="Extra -o options for qemu-img, comma separated (as DIB).")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Boot the image and check it (as `factory verify`).")] = False,
+    cache_from: Annotated[list[str], typer.Option("--cache-from", help="Pull missing layers from oci://HOST[:PORT]/REPO or s3://BUCKET/PREFIX (repeatable, tried in order).")] = [],
+    cache_to: Annotated[Optional[str], typer.Option("--cache-to", help="Push the target's layers the cache lacks to this URL.")] = None,
+    cache_required: Annotated[bool, typer.Option("--cache-required", help="Fail when a cache cannot be used, instead of building locally.")] = False,
     publish: Annotated[list[str], typer.Option("--publish", help="Publish the artifact there after the build (repeatable; as `factory publish --to`).")] = [],
     os_cloud: OsCloud = None, s3_endpoint_url: S3Endpoint = None, glance_name: GlanceName = None,
     glance_property: GlanceProperty = [], visibility: Visibility = "private",
@@ -96,6 +99,7 @@ def build(
     from factory import build as building
     from factory import manifest as manifests
     from factory import publish as publishing
+    from factory.config import cache_settings
     from factory.publish import artifact as artifacts
     from factory.publish import targets as destinations
 
@@ -104,8 +108,10 @@ def build(
         publish_to = [destinations.parse(t) for t in publish]
         publish_options = publishing.options(os_cloud, s3_endpoint_url, glance_name, glance_property, visibility)
         targets = _targets(_flags(**locals()))
+        cache = cache_settings(cache_from, cache_to, cache_required, s3_endpoint_url, config)
         for target in targets:
-            manifest = building.build(target, refresh=refresh, builder_base=base, compression=compression, qemu_options=qemu_img_options)
+            manifest = building.build(target, refresh=refresh, builder_base=base, compression=compression,
+                                      qemu_options=qemu_img_options, cache=cache)
             typer.echo(str(manifest))
             if verify:
                 from factory import verify as verifying
@@ -154,18 +160,55 @@ def plan(
 
 
 @layers_app.command("ls")
-def layers_ls(as_: Annotated[str, typer.Option("--as", help="table or json.")] = "table") -> None:
-    """List layers in the local store."""
-    from factory.store import local
+def layers_ls(
+    as_: Annotated[str, typer.Option("--as", help="table or json.")] = "table",
+    remote: Annotated[Optional[str], typer.Option("--remote", help="List a cache (oci://... or s3://...) instead.")] = None,
+    s3_endpoint_url: S3Endpoint = None,
+) -> None:
+    """List layers in the local store, or in a remote cache."""
+    from factory.store import local, manage as remotes
 
     try:
-        rows = local.list_layers()
+        rows = remotes.list_layers(remote, s3_endpoint_url) if remote else local.list_layers()
     except FactoryError as e:
         _fail(str(e))
     if as_ == "json":
         typer.echo(json.dumps([r.to_json() for r in rows], indent=2))
+    elif remote:
+        remotes.print_layers(remote, rows)
     else:
         local.print_layers(rows)
+
+
+@layers_app.command("pull")
+def layers_pull(
+    key: Annotated[str, typer.Argument(help="Layer key (or a unique prefix).")],
+    from_: Annotated[str, typer.Option("--from", help="oci://HOST[:PORT]/REPO or s3://BUCKET/PREFIX.")],
+    s3_endpoint_url: S3Endpoint = None,
+) -> None:
+    """Pull one layer from a cache into the local store (checked against its digests)."""
+    from factory.store import manage as remotes
+
+    try:
+        typer.echo(remotes.pull_layer(from_, key, s3_endpoint_url))
+    except FactoryError as e:
+        _fail(str(e))
+
+
+@layers_app.command("push")
+def layers_push(
+    key: Annotated[str, typer.Argument(help="Layer key (or a unique prefix).")],
+    to: Annotated[str, typer.Option("--to", help="oci://HOST[:PORT]/REPO or s3://BUCKET/PREFIX.")],
+    s3_endpoint_url: S3Endpoint = None,
+) -> None:
+    """Push a local layer, and the layers it builds on, to a cache (those it lacks)."""
+    from factory.store import manage as remotes
+
+    try:
+        for line in remotes.push_layer(to, key, s3_endpoint_url):
+            typer.echo(line)
+    except FactoryError as e:
+        _fail(str(e))
 
 
 @layers_app.command("rm")
@@ -182,13 +225,16 @@ def layers_rm(keys: Annotated[list[str], typer.Argument(help="Layer keys (or uni
 
 @layers_app.command("prune")
 def layers_prune(
-    older_than: Annotated[Optional[str], typer.Option("--older-than", help="e.g. 30d, 12h; default: all unused.")] = None,
+    older_than: Annotated[Optional[str], typer.Option("--older-than", help="e.g. 30d, 12h; default: 30d.")] = None,
+    remote: Annotated[Optional[str], typer.Option("--remote", help="Prune a cache (oci://... or s3://...) instead.")] = None,
+    s3_endpoint_url: S3Endpoint = None,
 ) -> None:
-    """Remove layers not used for a while (never one a kept layer builds on)."""
-    from factory.store import local
+    """Remove layers built long ago (never one a kept layer builds on)."""
+    from factory.store import local, manage as remotes
 
     try:
-        for removed in local.prune(older_than):
+        removed_layers = remotes.prune(remote, older_than, s3_endpoint_url) if remote else local.prune(older_than)
+        for removed in removed_layers:
             typer.echo(f"removed {removed}")
     except FactoryError as e:
         _fail(str(e))

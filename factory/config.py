@@ -19,6 +19,7 @@ import yaml
 from factory import agent
 from factory.agent import AgentSource
 from factory.errors import FactoryError
+from factory.store.remote import parse_url
 
 ARCHES = ("amd64", "arm64")
 FORMATS = ("qcow2", "raw", "tar", "vmdk", "vdi", "vhdx")
@@ -223,9 +224,9 @@ def read_config_file(path: Path) -> tuple[dict, list[dict]]:
         raise FactoryError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from e
     if not isinstance(data, dict):
         raise FactoryError(f"{path}: expected a mapping with 'defaults', 'targets' and/or 'matrix'")
-    unknown = set(data) - {"defaults", "targets", "matrix"}
+    unknown = set(data) - {"defaults", "targets", "matrix", "cache"}
     if unknown:
-        raise FactoryError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; use defaults, targets, matrix")
+        raise FactoryError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}; use defaults, targets, matrix, cache")
     defaults = _normalise(data.get("defaults") or {}, f"{path}: defaults")
     targets = [_normalise(t, f"{path}: targets[{i}]") for i, t in enumerate(data.get("targets") or [])]
     matrix = data.get("matrix") or {}
@@ -376,3 +377,50 @@ def validate(target: Target, cat: Catalog) -> Target:
     if problems:
         raise FactoryError("\n".join(problems))
     return replace(target, release=release)
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Where layers are pulled from (in order) and pushed to."""
+
+    sources: tuple[str, ...] = ()
+    destination: str | None = None
+    required: bool = False
+    s3_endpoint_url: str | None = None
+
+
+_CACHE_KEYS = {"from": "sources", "to": "destination", "required": "required", "s3_endpoint_url": "s3_endpoint_url"}
+
+
+def _cache_file_values(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    read_config_file(path)  # the whole file is checked, as for a build
+    raw = (yaml.safe_load(path.read_text()) or {}).get("cache") or {}
+    if not isinstance(raw, dict):
+        raise FactoryError(f"{path}: 'cache' is a mapping with from, to, required, s3_endpoint_url")
+    unknown = {str(k).replace("-", "_") for k in raw} - set(_CACHE_KEYS)
+    if unknown:
+        raise FactoryError(f"{path}: cache: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(_CACHE_KEYS)}")
+    return {_CACHE_KEYS[str(k).replace("-", "_")]: v for k, v in raw.items()}
+
+
+def _listed(value) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value or "").replace(",", " ").split()
+    return tuple(str(i) for i in items if str(i).strip())
+
+
+def cache_settings(sources: list[str], destination: str | None, required: bool, s3_endpoint_url: str | None,
+                   config: Path | None = None, environ: dict[str, str] | None = None) -> CacheSettings:
+    """Flags win over FACTORY_CACHE_* variables, which win over factory.yaml's `cache:`."""
+    env = os.environ if environ is None else environ
+    file = _cache_file_values(config)
+    settings = CacheSettings(
+        sources=_listed(sources) or _listed(env.get("FACTORY_CACHE_FROM")) or _listed(file.get("sources")),
+        destination=destination or env.get("FACTORY_CACHE_TO") or file.get("destination") or None,
+        required=required or env.get("FACTORY_CACHE_REQUIRED", "").lower() in ("1", "true", "yes") or bool(file.get("required")),
+        s3_endpoint_url=s3_endpoint_url or env.get("FACTORY_S3_ENDPOINT_URL") or file.get("s3_endpoint_url") or None,
+    )
+    for url in (*settings.sources, *([settings.destination] if settings.destination else [])):
+        parse_url(url)
+    return settings

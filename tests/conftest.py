@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +86,16 @@ def closed_mirror_repos(folder: Path) -> Path:
     s.close()
     (folder / "mirror.repo").write_text(f"[fedora]\nbaseurl=http://127.0.0.1:{port}/fedora/\n")
     return folder
+
+
+def edited_element(tmp_path: Path, name: str) -> Path:
+    """A copy of one of the repo's elements with one file changed, on ELEMENTS_PATH."""
+    root = tmp_path / "elements"
+    shutil.copytree(REPO / "elements" / name, root / name)
+    readme = root / name / "README.rst"
+    # A new change every run: layers from earlier runs stay in the store.
+    readme.write_text(readme.read_text() + f"\nA local change ({uuid.uuid4()}).\n")
+    return root
 
 
 @pytest.fixture(scope="session")

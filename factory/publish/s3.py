@@ -8,29 +8,10 @@ import base64
 import contextlib
 import hashlib
 
-from factory import log
 from factory.errors import FactoryError
 from factory.publish import Options, Published, failure, stream, targets
 from factory.publish.artifact import Artifact
-
-
-def _client(endpoint_url: str | None):
-    import boto3
-    from botocore.config import Config
-
-    session = boto3.session.Session()
-    creds = session.get_credentials()
-    if creds is None:
-        raise FactoryError("no AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                           "or AWS_PROFILE with a profile in ~/.aws/credentials")
-    frozen = creds.get_frozen_credentials()
-    log.hide(frozen.secret_key, frozen.token)
-    # Path-style works on every S3 server; the default CRC checksums of
-    # boto3 >= 1.36 do not (Swift's s3api, older Ceph), and Content-MD5
-    # already protects every request body here.
-    config = Config(s3={"addressing_style": "path"}, request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required", retries={"max_attempts": 3, "mode": "standard"})
-    return session.client("s3", endpoint_url=endpoint_url, config=config)
+from factory.s3client import s3_client
 
 
 def _md5_header(digest: bytes) -> str:
@@ -110,7 +91,7 @@ def _upload_image(s3, bucket: str, key: str, artifact: Artifact, part_size: int)
 def publish(artifact: Artifact, target: targets.S3, opts: Options) -> Published:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    s3 = _client(opts.s3_endpoint_url)
+    s3 = s3_client(opts.s3_endpoint_url)
     names = artifact.object_names(target.prefix)
     bucket = target.place
     try:

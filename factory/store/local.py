@@ -3,7 +3,6 @@ labelled with the inputs of their key."""
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,9 +13,7 @@ from factory.engine.docker import client
 from factory.engine.layer import LABEL
 from factory.errors import FactoryError
 from factory.plan import LAYER_REPO
-
-_AGE = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from factory.store.prune import parse_age, prunable
 
 
 @dataclass(frozen=True)
@@ -40,6 +37,14 @@ def _created(image) -> float:
         return datetime.fromisoformat(raw[:26].rstrip("Z") + "+00:00" if raw.endswith("Z") else raw[:26]).timestamp()
     except ValueError:
         return 0.0
+
+
+def layer_image(key: str):
+    """The engine's image of a layer in the local store."""
+    try:
+        return client().images.get(f"{LAYER_REPO}:{key}")
+    except docker.errors.ImageNotFound as e:
+        raise FactoryError(f"layer {key[:16]} is not in the local store; build it first") from e
 
 
 def list_layers() -> list[StoredLayer]:
@@ -73,11 +78,11 @@ def print_layers(rows: list[StoredLayer]) -> None:
         table.add_column(col)
     now = time.time()
     for r in rows:
-        table.add_row(r.key[:16], r.layer, r.target, f"{r.size / 2**20:.0f} MiB", _age(now - r.created), r.parent[:16] or "-")
+        table.add_row(r.key[:16], r.layer, r.target, f"{r.size / 2**20:.0f} MiB", age(now - r.created), r.parent[:16] or "-")
     Console().print(table)
 
 
-def _age(seconds: float) -> str:
+def age(seconds: float) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
@@ -117,34 +122,22 @@ def remove(prefixes: list[str]) -> list[str]:
     rows = list_layers()
     chosen: set[str] = set()
     for prefix in prefixes:
-        hits = [r.key for r in rows if r.key.startswith(prefix)]
-        if not hits:
-            raise FactoryError(f"no layer key starts with '{prefix}'; see `factory layers ls`")
-        if len(hits) > 1:
-            raise FactoryError(f"'{prefix}' matches {len(hits)} layers; give more of the key")
-        chosen.add(hits[0])
+        chosen.add(match_key(prefix, [r.key for r in rows], "`factory layers ls`"))
     return _untag(_descendants(chosen, rows), rows)
 
 
-def parse_age(text: str) -> float:
-    m = _AGE.match(text.strip())
-    if not m:
-        raise FactoryError(f"--older-than '{text}' is not an age; use e.g. 30d, 12h, 45m")
-    return int(m.group(1)) * _UNITS[m.group(2)]
+def match_key(prefix: str, keys: list[str], listing: str) -> str:
+    """The one key that starts with the prefix; `listing` says where to look."""
+    hits = [k for k in keys if k.startswith(prefix)]
+    if not hits:
+        raise FactoryError(f"no layer key starts with '{prefix}'; see {listing}")
+    if len(hits) > 1:
+        raise FactoryError(f"'{prefix}' matches {len(hits)} layers; give more of the key")
+    return hits[0]
 
 
 def prune(older_than: str | None) -> list[str]:
     """Layers older than the age go, unless a kept layer builds on them."""
     limit = parse_age(older_than or "30d")
     rows = list_layers()
-    now = time.time()
-    old = {r.key for r in rows if now - r.created > limit}
-    kept = {r.key for r in rows} - old
-    needed: set[str] = set()
-    by_key = {r.key: r for r in rows}
-    for key in kept:
-        p = by_key[key].parent
-        while p in by_key:
-            needed.add(p)
-            p = by_key[p].parent
-    return _untag(old - needed, rows)
+    return _untag(prunable({r.key: (r.parent, r.created) for r in rows}, limit, time.time()), rows)

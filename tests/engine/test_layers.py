@@ -4,14 +4,11 @@ cached by key, rebuilt exactly when their inputs change."""
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 import tarfile
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import NATIVE_AGENT, REPO, factory
+from tests.conftest import NATIVE_AGENT, edited_element, factory
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -22,16 +19,6 @@ def plan(*args: str, env: dict | None = None) -> dict[str, dict]:
     run = factory("plan", "--as", "json", *args, env=env)
     assert run.returncode == 0, run.stderr
     return {layer["layer"]: layer for layer in json.loads(run.stdout)[0]["layers"]}
-
-
-def edited_element(tmp_path: Path, name: str) -> Path:
-    """A copy of one of the repo's elements with one file changed, on ELEMENTS_PATH."""
-    root = tmp_path / "elements"
-    shutil.copytree(REPO / "elements" / name, root / name)
-    readme = root / name / "README.rst"
-    # A new change every run: layers from earlier runs stay in the store.
-    readme.write_text(readme.read_text() + f"\nA local change ({uuid.uuid4()}).\n")
-    return root
 
 
 def test_build_postgresql_rootfs(tmp_path, builder):
