@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 
@@ -39,15 +38,6 @@ def _package_cache_lock(distro: str):
     refuses a locked cache rather than wait), so layers that use it are
     built one after another on this host."""
     return host_lock(f"package-cache-{distro}", "another build is using the package cache; waiting for it", distro=distro)
-
-
-def _terminate_on_sigterm() -> None:
-    """SIGTERM unwinds like Ctrl-C, so every `finally` releases what it started."""
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 def _cache_dir() -> Path:
@@ -128,7 +118,6 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
           compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None,
           cache: CacheSettings = CacheSettings()) -> Path:
     """Build a target; returns its manifest (beside the images it names)."""
-    _terminate_on_sigterm()
     started = time.monotonic()
     orphans = engine.sweep_orphans()
     if orphans:

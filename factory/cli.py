@@ -68,6 +68,18 @@ def main(
     if log_format not in ("console", "json"):
         _fail(f"--log-format '{log_format}' is not known; use console or json")
     log.setup(log_format, verbose)
+    _terminate_on_sigterm()
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM (a CI job cancelled, `kill`) unwinds like Ctrl-C, so every
+    `finally` releases what it started: containers, loop devices, qemu."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _targets(flags: Flags):
@@ -308,6 +320,8 @@ def verify(
         report = verifying.verify(image, guest, timeout=timeout, accel=accel, guest_info_file=not no_guest_info)
     except FactoryError as e:
         _fail(str(e))
+    except KeyboardInterrupt:
+        _fail("interrupted; the guest was stopped and its scratch files removed", code=130)
     verifying.print_report(report)
     if not report.passed:
         raise typer.Exit(1)
