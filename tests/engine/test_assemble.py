@@ -116,3 +116,31 @@ def test_without_guest_info_the_agent_does_not_start(artifact):
     assert "FAIL" in row["guest agent service started"] and "inactive" in row["guest agent service started"]
     assert "FAIL" in next(l for l in run.stdout.splitlines() if "guest_info.conf present" in l)
     assert "guest_info missing" in run.stdout
+
+
+def test_a_terminated_verify_leaves_no_qemu_behind(tmp_path):
+    import signal
+    import time
+
+    from tests.conftest import FACTORY
+
+    blank = tmp_path / "blank.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(blank), "1G"], check=True)
+    proc = subprocess.Popen([FACTORY, "verify", str(blank), "--datastore", "postgresql", "--accel", "tcg", "--timeout", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def guests() -> list[str]:
+        """This verify's qemu: a child of the factory process."""
+        return subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "qemu-system-x86_64"],
+                              capture_output=True, text=True).stdout.split()
+
+    deadline = time.monotonic() + 30
+    while not guests() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    started = guests()
+    assert started, "qemu never started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in err
+    assert [p for p in started if Path(f"/proc/{p}").exists()] == []
