@@ -73,13 +73,16 @@ def main(
 
 def _terminate_on_sigterm() -> None:
     """SIGTERM (a CI job cancelled, `kill`) unwinds like Ctrl-C, so every
-    `finally` releases what it started: containers, loop devices, qemu."""
+    `finally` releases what it started: containers, loop devices, qemu.
+    SIGINT is set too: a shell starts background jobs with it ignored, and
+    an interrupt sent on purpose must still stop the factory cleanly."""
     import signal
 
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _targets(flags: Flags):

@@ -17,7 +17,7 @@ from factory.settings import state_dir
 from tests.conftest import NATIVE_AGENT, FACTORY, REPO, factory
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-TARGET = ["--distro", "debian", "--release", "bookworm", "--datastore", "redis", "--format", "tar", *NATIVE_AGENT]
+TARGET = ["--distro", "debian", "--release", "bookworm", "--datastore", "redis", *NATIVE_AGENT, "--format", "tar"]
 
 
 def slow_redis(tmp_path: Path) -> Path:
