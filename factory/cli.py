@@ -60,6 +60,16 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _host_error(e: OSError) -> str:
+    """A failure of this host (disk full, permissions) as one line."""
+    import errno
+
+    where = f" ({e.filename})" if e.filename else ""
+    if e.errno == errno.ENOSPC:
+        return f"no space left on this host's disk{where}; free space (e.g. `factory layers prune`, old artifacts) and run again"
+    return f"{e.strerror or e}{where}"
+
+
 @app.callback()
 def main(
     log_format: Annotated[str, typer.Option("--log-format", help="console (default) or json.")] = "console",
@@ -144,6 +154,8 @@ def build(
         _fail(str(e))
     except KeyboardInterrupt:
         _fail("interrupted; everything this build started was removed", code=130)
+    except OSError as e:
+        _fail(_host_error(e))
 
 
 @app.command()

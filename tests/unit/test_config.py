@@ -425,3 +425,13 @@ def test_default_mode_follows_the_agent_release():
     assert Target("debian", "postgresql").mode == "container"
     assert Target("debian", "postgresql", agent_source="pypi:13.0.0").mode == "native"
     assert Target("debian", "postgresql", datastore_mode="native").mode == "native"
+
+
+def test_a_full_disk_is_one_line_that_says_what_to_do():
+    import errno
+
+    from factory.cli import _host_error
+
+    line = _host_error(OSError(errno.ENOSPC, "No space left on device", "/out/x.qcow2.sha256"))
+    assert "no space left" in line and "/out/x.qcow2.sha256" in line and "free space" in line
+    assert "\n" not in line
