@@ -89,17 +89,31 @@ def _layer_dirs(image: str) -> list[str]:
 
 def release_loops(work: Path) -> list[str]:
     """Detach loop devices backed by files under `work` (and their partition
-    maps). Runs on the host, so it also works after the builder was killed."""
-    released = []
-    for backing in Path("/sys/block").glob("loop*/loop/backing_file"):
+    maps). Runs on the host, so it also works after the builder was killed.
+
+    Loops are matched by the backing file's device and inode: set up inside
+    the builder through a bind mount, their path as the host reads it is
+    relative to that mount ("/image/image0.raw"), not the host path."""
+    files = set()
+    for path in work.rglob("*"):
         try:
-            path = backing.read_text().strip()
+            st = path.stat()
         except OSError:
             continue
-        if not path.startswith(str(work)):
+        if path.is_file():
+            files.add((f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}", st.st_ino))
+    listing = subprocess.run(["losetup", "--list", "--json", "--output", "NAME,BACK-INO,BACK-MAJ:MIN"],
+                             capture_output=True, text=True)
+    try:
+        loops = json.loads(listing.stdout or "{}").get("loopdevices", [])
+    except json.JSONDecodeError:
+        loops = []
+    released = []
+    for loop in loops:
+        if (str(loop.get("back-maj:min", "")).strip(), int(loop.get("back-ino") or 0)) not in files:
             continue
-        dev = f"/dev/{backing.parent.parent.name}"
-        for link in Path("/dev/mapper").glob(f"{backing.parent.parent.name}p*"):
+        dev = loop["name"]
+        for link in Path("/dev/mapper").glob(f"{Path(dev).name}p*"):
             link.unlink(missing_ok=True)
         subprocess.run(["partx", "-d", dev], capture_output=True)
         subprocess.run(["losetup", "-d", dev], capture_output=True)

@@ -22,7 +22,8 @@ def loops_and_mounts() -> list[str]:
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout.splitlines()
     mounts = [l for l in Path("/proc/mounts").read_text().splitlines() if state in l]
     mapper = [p.name for p in Path("/dev/mapper").glob("loop*")]
-    return [l for l in loops if state in l] + mounts + mapper
+    # A loop set up in the builder shows, from the host, a path relative to its bind mount.
+    return [l for l in loops if state in l or "image0.raw" in l] + mounts + mapper
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +145,31 @@ def test_a_terminated_verify_leaves_no_qemu_behind(tmp_path):
     assert proc.returncode == 130
     assert "interrupted" in err
     assert [p for p in started if Path(f"/proc/{p}").exists()] == []
+
+
+def test_a_loop_device_left_in_the_builder_is_released_from_the_host(engine, builder):
+    """The safety net behind an interrupted assembly: a loop attached inside
+    the builder (through a bind mount, so the host sees another path) is
+    found by its backing file and detached."""
+    import uuid
+
+    import docker
+
+    from factory.assemble import release_loops
+    from factory.settings import state_dir
+
+    work = state_dir() / "work" / f"loop-test-{uuid.uuid4().hex[:8]}"
+    (work / "image").mkdir(parents=True)
+    (work / "image" / "image0.raw").write_bytes(b"\0" * 2**20)
+    try:
+        out = engine.containers.run(
+            builder.tag, ["losetup", "-f", "--show", "/tmp/factory/work/image/image0.raw"], remove=True, entrypoint=[],
+            cap_add=["SYS_ADMIN"], device_cgroup_rules=["b 7:* rwm", "c 10:237 rwm"], security_opt=["apparmor=unconfined"],
+            mounts=[docker.types.Mount("/dev", "/dev", type="bind"), docker.types.Mount("/tmp/factory/work", str(work), type="bind")],
+        ).decode().strip()
+        assert out.startswith("/dev/loop")
+        assert release_loops(work) == [out]
+        assert out not in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    finally:
+        release_loops(work)
+        subprocess.run(["rm", "-rf", str(work)])
