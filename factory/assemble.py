@@ -27,7 +27,7 @@ from factory import __version__, agent, log
 from factory.config import Target
 from factory.elements import dib_version, file_hash
 from factory.engine import phases
-from factory.engine.docker import client
+from factory.engine.docker import client, run_output
 from factory.engine.layer import ELEVATED, KEEPALIVE, LABEL, _exec, _mounts, _Output, PhaseFailed
 from factory.errors import FactoryError
 from factory.hostpaths import visible
@@ -123,8 +123,7 @@ def release_loops(work: Path) -> list[str]:
 
 def _packages(image: str) -> list[str]:
     try:
-        out = client().containers.run(image, ["sh", "-c", "dpkg-query -W -f '${Package}=${Version}\\n' 2>/dev/null || rpm -qa 2>/dev/null || true"],
-                                      remove=True, entrypoint=[])
+        out = run_output(image, ["sh", "-c", "dpkg-query -W -f '${Package}=${Version}\\n' 2>/dev/null || rpm -qa 2>/dev/null || true"])
     except docker.errors.APIError:
         return []
     return sorted(line for line in out.decode().splitlines() if line)
@@ -268,7 +267,7 @@ def _read_lines(path: Path) -> list[str]:
 
 def _qemu_version(builder_image: str) -> str:
     try:
-        out = client().containers.run(builder_image, ["qemu-img", "--version"], remove=True, entrypoint=[])
+        out = run_output(builder_image, ["qemu-img", "--version"])
         return out.decode().splitlines()[0]
     except docker.errors.APIError:
         return "unknown"

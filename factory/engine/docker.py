@@ -51,3 +51,21 @@ def buildkit_cli() -> str:
         if major.isdigit() and int(major) < 23:
             return cli
     raise FactoryError("no docker CLI with BuildKit found; install docker.io (Debian) or the buildx plugin")
+
+
+def run_output(image: str, command: list[str], **kwargs) -> bytes:
+    """Run a command in a throw-away container and return its stdout.
+
+    The SDK's `containers.run(remove=True)` removes the container before it
+    reads the streamed output, which comes back empty on a busy engine."""
+    container = client().containers.create(image, command, entrypoint=[], **kwargs)
+    try:
+        container.start()
+        status = container.wait()["StatusCode"]
+        out = container.logs(stdout=True, stderr=False)
+        if status != 0:
+            err = container.logs(stdout=False, stderr=True)
+            raise docker.errors.ContainerError(container, status, command, image, err)
+        return out
+    finally:
+        container.remove(force=True)

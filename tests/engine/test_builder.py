@@ -2,6 +2,8 @@
 
 import pytest
 
+from factory.engine.docker import run_output
+
 from factory.engine.builder import ensure_builder
 from factory.trust import host_trust
 
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.engine
     ],
 )
 def test_builder_has_the_tools(engine, builder, command, expect):
-    out = engine.containers.run(builder.tag, ["bash", "-c", command], remove=True, entrypoint=[])
+    out = run_output(builder.tag, ["bash", "-c", command])
     assert expect.lower() in out.decode().lower()
 
 
@@ -50,5 +52,5 @@ def test_second_builder_build_reuses_the_image(builder):
 
 def test_host_ca_never_lands_in_the_builder(engine, builder):
     # The CA bundle is a build secret; the image must not carry a copy under the secret path.
-    out = engine.containers.run(builder.tag, ["bash", "-c", "ls /run/secrets 2>/dev/null | wc -l"], remove=True, entrypoint=[])
+    out = run_output(builder.tag, ["bash", "-c", "ls /run/secrets 2>/dev/null | wc -l"])
     assert out.decode().strip() == "0"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from factory.engine.docker import run_output
+
 from tests.conftest import factory
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -67,8 +69,7 @@ def test_container_mode_reuses_base_and_guest_and_preloads_the_image(artifact, e
     assert "container-datastore" in datastore["elements"]
     assert any(p.startswith("docker.io=") for p in datastore["packages_added"])
     top = f"factory-layer:{datastore['key']}"
-    listing = engine.containers.run(top, ["sh", "-c", "ls /var/lib/trove/preload; cat /etc/trove/datastore; id -nG trove"],
-                                    remove=True, entrypoint=[]).decode()
+    listing = run_output(top, ["sh", "-c", "ls /var/lib/trove/preload; cat /etc/trove/datastore; id -nG trove"]).decode()
     assert "factory-test_postgres_16.tar" in listing
     assert f"postgresql docker.service {IMAGE}" in listing
     assert "docker" in listing.split()

@@ -9,6 +9,8 @@ import json
 
 import pytest
 
+from factory.engine.docker import run_output
+
 from tests.conftest import NATIVE_AGENT, REPO, factory
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -41,7 +43,7 @@ def contract_layer(tmp_path_factory):
 
 def read(engine, layer, path: str) -> str:
     image, _ = layer
-    return engine.containers.run(image, ["cat", path], remove=True, entrypoint=[]).decode()
+    return run_output(image, ["cat", path]).decode()
 
 
 def test_phases_run_in_dib_order(engine, contract_layer):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from factory.engine.docker import run_output
+
 from tests.conftest import NATIVE_AGENT, factory
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -42,7 +44,7 @@ def test_package_from_datastore_pkg_location_is_installed(engine, builder, tmp_p
                   "--env", f"DATASTORE_PKG_LOCATION={deb}")
     assert run.returncode == 0, run.stderr[-3000:]
     image = f"factory-layer:{keys(str(deb))['datastore']}"
-    out = engine.containers.run(image, ["dpkg-query", "-W", "-f", "${Version}", "factory-test-db"], remove=True, entrypoint=[])
+    out = run_output(image, ["dpkg-query", "-W", "-f", "${Version}", "factory-test-db"])
     assert out.decode() == "1.0"
 
 
