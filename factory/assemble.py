@@ -11,114 +11,45 @@ on every path, also when the build is interrupted.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import re
+import secrets
 import shutil
-import subprocess
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import docker
 
-from factory import __version__, agent, log
-from factory.config import Target
-from factory.elements import dib_version, file_hash
+from factory import __version__, agent, keys, log, owners
+from factory.target import Target
+from factory.target_settings import size_in_gib
+from factory.elements import dib_version
 from factory.engine import phases
-from factory.engine.docker import client, run_output
-from factory.engine.layer import ELEVATED, KEEPALIVE, LABEL, _exec, _mounts, _Output, PhaseFailed
-from factory.errors import FactoryError
+from factory.engine.docker import run_output
+from factory.engine.assembly import layer_dirs_of, release_loops, run_assembler
+from factory.hashing import file_hash
 from factory.hostpaths import visible
 from factory.layers import ASSEMBLE_PHASES
 from factory.manifest import Manifest
 from factory.plan import Plan
 from factory.trust import Trust
 
-COMPRESSIONS = ("none", "zlib", "zstd")
 DEFAULT_COMPRESSION = "zlib"
 ASSEMBLER = Path(__file__).parent / "engine" / "dib-assemble"
 ASSEMBLER_IN_BUILDER = "/tmp/factory/dib-assemble"
 BUILT_IN_BUILDER = "/tmp/factory/built"
 OUT_IN_BUILDER = "/tmp/factory/out"
-# Loop devices and their partitions: block majors 7 (loop) and 259 (blkext),
-# and /dev/loop-control.
-DEVICE_RULES = ["b 7:* rwm", "b 259:* rwm", "c 10:237 rwm"]
 _log = log.get("assemble")
 
 
-def size_in_gib(text: str | None) -> str | None:
-    """--image-size as DIB's DIB_IMAGE_SIZE (GiB, may be fractional)."""
-    if not text:
-        return None
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", text.strip(), re.I)
-    if not m:
-        raise FactoryError(f"--image-size '{text}' is not a size; use e.g. 3G")
-    value, unit = float(m.group(1)), (m.group(2) or "G").upper()
-    gib = value * {"K": 1 / 2**20, "M": 1 / 1024, "G": 1, "T": 1024}[unit]
-    return f"{gib:g}"
-
-
 def assembly_key(plan: Plan, compression: str, qemu_options: str | None) -> str:
-    """Everything that changes the artifact beyond the top layer's key."""
     t = plan.target
-    data = {
-        "top": plan.layers[-1].key,
-        "formats": sorted(t.formats),
-        "image_size": size_in_gib(t.image_size),
-        "compression": compression,
-        "qemu_img_options": qemu_options or "",
-        "assembler": hashlib.sha256(ASSEMBLER.read_bytes()).hexdigest(),
-        "builder": plan.builder_image,
-    }
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    return keys.assembly_key(plan.layers[-1].key, t.formats, size_in_gib(t.image_size), compression, qemu_options,
+                             hashlib.sha256(ASSEMBLER.read_bytes()).hexdigest(), plan.builder_image)
 
 
 def artifact_name(target: Target, key: str) -> str:
-    return f"{target.distro}-{target.release}-{target.datastore}-{key[:12]}"
-
-
-def _layer_dirs(image: str) -> list[str]:
-    data = client().api.inspect_image(image).get("GraphDriver", {})
-    if data.get("Name") not in ("overlay2", "overlay"):
-        raise FactoryError(f"assembly needs the engine's overlay2 storage driver (this engine uses {data.get('Name')}); configure dockerd with storage-driver overlay2")
-    dirs = [data["Data"]["UpperDir"]] + [d for d in data["Data"].get("LowerDir", "").split(":") if d]
-    return dirs
-
-
-def release_loops(work: Path) -> list[str]:
-    """Detach loop devices backed by files under `work` (and their partition
-    maps). Runs on the host, so it also works after the builder was killed.
-
-    Loops are matched by the backing file's device and inode: set up inside
-    the builder through a bind mount, their path as the host reads it is
-    relative to that mount ("/image/image0.raw"), not the host path."""
-    files = set()
-    for path in work.rglob("*"):
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        if path.is_file():
-            files.add((f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}", st.st_ino))
-    listing = subprocess.run(["losetup", "--list", "--json", "--output", "NAME,BACK-INO,BACK-MAJ:MIN"],
-                             capture_output=True, text=True)
-    try:
-        loops = json.loads(listing.stdout or "{}").get("loopdevices", [])
-    except json.JSONDecodeError:
-        loops = []
-    released = []
-    for loop in loops:
-        if (str(loop.get("back-maj:min", "")).strip(), int(loop.get("back-ino") or 0)) not in files:
-            continue
-        dev = loop["name"]
-        for link in Path("/dev/mapper").glob(f"{Path(dev).name}p*"):
-            link.unlink(missing_ok=True)
-        subprocess.run(["partx", "-d", dev], capture_output=True)
-        subprocess.run(["losetup", "-d", dev], capture_output=True)
-        released.append(dev)
-    return released
+    return f"{target.name}-{key[:12]}"
 
 
 def _packages(image: str) -> list[str]:
@@ -146,36 +77,90 @@ def _layer_records(plan: Plan) -> list[dict]:
 
 
 def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, cache_dir: Path,
-             compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None, verbose: bool = False) -> Path:
-    """Build the artifact for a planned (and built) stack; returns the manifest path."""
+             compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None, verbose: bool = False,
+             again: bool = False) -> Path:
+    """Build the artifact for a planned (and built) stack; returns the manifest path.
+    `again`: a layer was rebuilt on purpose (--refresh) under its same key, so
+    an artifact with the same key holds the old bytes."""
     target = plan.target
-    if compression not in COMPRESSIONS:
-        raise FactoryError(f"--compression '{compression}' is not known; use one of {', '.join(COMPRESSIONS)}")
     key = assembly_key(plan, compression, qemu_options)
     name = artifact_name(target, key)
     out_dir = Path(target.output).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / f"{name}.manifest.json"
-    if manifest_path.exists() and all((out_dir / f"{name}.{f}").exists() for f in target.formats):
+    if not again and manifest_path.exists() and all((out_dir / f"{name}.{f}").exists() for f in target.formats):
         _log.info("artifact already there; nothing to assemble", manifest=str(manifest_path))
         return manifest_path
 
-    top = plan.layers[-1]
     started = time.monotonic()
     (state / "work").mkdir(parents=True, exist_ok=True)
     (state / "logs").mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"assemble-{key[:12]}-", dir=state / "work"))
-    logfile = state / "logs" / f"assemble-{key[:16]}.log"
-    logfile.write_text("")
+    # Both folders are recorded before they exist, so that a later run
+    # removes them (and releases the loop devices backed by files in the
+    # first) if this one is killed. Images are written into the second, a
+    # hidden folder in the output folder (a rename from there is atomic), and
+    # take their final name only once complete.
+    work = state / "work" / f"assemble-{key[:12]}-{secrets.token_hex(4)}"
+    partial_dir = out_dir / f".factory-partial-{os.getpid()}-{secrets.token_hex(4)}"
+    records = [owners.record(owners.FOLDER, work), owners.record(owners.FOLDER, partial_dir)]
+    try:
+        work.mkdir()
+        partial_dir.mkdir()
+        logfile = state / "logs" / f"assemble-{key[:16]}.log"
+        logfile.write_text("")
+        env, binds = _assembler_inputs(plan, trust, element_paths, cache_dir, work, partial_dir, name,
+                                       compression, qemu_options, verbose)
+        _log.info("assembling", artifact=name, formats=",".join(target.formats), compression=compression)
+        run_assembler(plan.builder_image, binds, env, ["bash", ASSEMBLER_IN_BUILDER], key, logfile, verbose)
+        tree_kb = next((int(l.split(":")[1]) for l in reversed(_read_lines(logfile)) if l.startswith("FACTORY-TREE-KB:")), 0)
+        images = {}
+        for fmt in target.formats:
+            part = partial_dir / f"{name}.{fmt}.part"
+            digest = file_hash(part)
+            (partial_dir / f"{name}.{fmt}.sha256").write_text(f"{digest}  {name}.{fmt}\n")
+            images[fmt] = {"file": f"{name}.{fmt}", "bytes": part.stat().st_size, "sha256": digest}
+        manifest = Manifest(
+            target={**asdict(target), "env": log.redact(dict(target.env))},
+            assembly_key=key,
+            guest_agent=agent.record(target.agent, target.mode, target.datastore),
+            datastore_images=plan.images,
+            layers=_layer_records(plan),
+            images=images,
+            tools={"factory": __version__, "diskimage-builder": dib_version(), "builder_image": plan.builder_image,
+                   "qemu-img": _qemu_version(plan.builder_image)},
+            tree_bytes=tree_kb * 1024,
+            seconds=time.monotonic() - started,
+        )
+        manifest.write(partial_dir / manifest_path.name)
+        # Images and checksums first, the manifest (what says "done") last.
+        for fmt in target.formats:
+            (partial_dir / f"{name}.{fmt}.part").rename(out_dir / f"{name}.{fmt}")
+            (partial_dir / f"{name}.{fmt}.sha256").rename(out_dir / f"{name}.{fmt}.sha256")
+            _log.info("image written", file=str(out_dir / f"{name}.{fmt}"), mib=round(images[fmt]["bytes"] / 2**20, 1))
+        (partial_dir / manifest_path.name).rename(manifest_path)
+        return manifest_path
+    finally:
+        for dev in release_loops(work) if work.is_dir() else []:
+            _log.warning("released a loop device left by an interrupted assembly", device=dev)
+        shutil.rmtree(partial_dir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+        for record in records:
+            owners.forget(record)
+
+
+def _assembler_inputs(plan: Plan, trust: Trust, element_paths: list[Path], cache_dir: Path, work: Path,
+                      partial_dir: Path, name: str, compression: str, qemu_options: str | None,
+                      verbose: bool) -> tuple[dict[str, str], list]:
+    """The assembler's environment and bind mounts."""
+    target, top = plan.target, plan.layers[-1]
     hooks = work / "hooks"
     phases.make_hooks(hooks, top.visible, top.visible, ASSEMBLE_PHASES)
-    layer_dirs = _layer_dirs(top.tag)
+    layer_dirs = layer_dirs_of(top.tag)
     storage_roots = sorted({str(Path(d).parent.parent) for d in layer_dirs})
-
     env: dict[str, str] = {}
     for layer in plan.layers:
         env.update(layer.env)
-    env = phases.contract_env(env, top.visible, element_paths, debug=verbose)
+    env = phases.contract_env(env, top.visible, element_paths, debug=verbose or log.TRACE)
     env.update(trust.env())
     env.update({
         "FACTORY_ELEMENT_ARRAY": " ".join(f"[{n}]={e.path}" for n, e in sorted(top.visible.items())),
@@ -196,66 +181,17 @@ def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, c
         env["DIB_IMAGE_SIZE"] = size_in_gib(target.image_size)
     (work / "build").mkdir()
     binds = [
-        "/dev:/dev:rw",
-        f"{hooks}:{phases.HOOKS_IN_BUILDER}:rw",
-        f"{work / 'build'}:{work / 'build'}:rw",
-        f"{out_dir}:{OUT_IN_BUILDER}:rw",
-        f"{cache_dir}:{phases.CACHE_IN_BUILDER}:rw",
-        f"{visible(ASSEMBLER)}:{ASSEMBLER_IN_BUILDER}:ro",
-        *[f"{r}:{r}:ro" for r in storage_roots],
-        *[f"{p}:{p}:ro" for p in element_paths],
+        ("/dev", "/dev", "rw"),
+        (hooks, phases.HOOKS_IN_BUILDER, "rw"),
+        (work / "build", work / "build", "rw"),
+        (partial_dir, OUT_IN_BUILDER, "rw"),
+        (cache_dir, phases.CACHE_IN_BUILDER, "rw"),
+        (visible(ASSEMBLER), ASSEMBLER_IN_BUILDER, "ro"),
+        *[(r, r, "ro") for r in storage_roots],
+        *[(p, p, "ro") for p in element_paths],
         *trust.mounts(),
     ]
-    container = None
-    out = _Output(logfile, verbose)
-    try:
-        container = client().containers.create(
-            plan.builder_image, command=KEEPALIVE, entrypoint=[], mounts=_mounts(binds),
-            labels={f"{LABEL}.building": key, f"{LABEL}.pid": str(os.getpid())},
-            device_cgroup_rules=DEVICE_RULES, working_dir="/", **ELEVATED,
-        )
-        container.start()
-        _log.info("assembling", artifact=name, formats=",".join(target.formats), compression=compression)
-        try:
-            _exec(container, ["bash", ASSEMBLER_IN_BUILDER], env, out, "assemble", logfile)
-        except PhaseFailed as e:
-            reason = next((l.split("FACTORY-ERROR: ", 1)[1] for l in out.tail if "FACTORY-ERROR: " in l), None)
-            raise FactoryError(reason or str(e)) from e
-        tree_kb = next((int(l.split(":")[1]) for l in reversed(_read_lines(logfile)) if l.startswith("FACTORY-TREE-KB:")), 0)
-        images = {}
-        for fmt in target.formats:
-            part = out_dir / f"{name}.{fmt}.part"
-            final = out_dir / f"{name}.{fmt}"
-            digest = file_hash(part)
-            part.rename(final)
-            (out_dir / f"{final.name}.sha256").write_text(f"{digest}  {final.name}\n")
-            images[fmt] = {"file": final.name, "bytes": final.stat().st_size, "sha256": digest}
-            _log.info("image written", file=str(final), mib=round(final.stat().st_size / 2**20, 1))
-        manifest = Manifest(
-            target={**asdict(target), "env": log.redact(dict(target.env))},
-            assembly_key=key,
-            guest_agent=agent.record(target.agent, target.mode, target.datastore),
-            layers=_layer_records(plan),
-            images=images,
-            tools={"factory": __version__, "diskimage-builder": dib_version(), "builder_image": plan.builder_image,
-                   "qemu-img": _qemu_version(plan.builder_image)},
-            tree_bytes=tree_kb * 1024,
-            seconds=time.monotonic() - started,
-        )
-        manifest.write(manifest_path)
-        return manifest_path
-    finally:
-        out.close()
-        if container is not None:
-            try:
-                container.remove(force=True, v=True)
-            except docker.errors.APIError:
-                pass
-        for dev in release_loops(work):
-            _log.warning("released a loop device left by an interrupted assembly", device=dev)
-        for part in out_dir.glob(f"{name}.*.part"):
-            part.unlink(missing_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
+    return env, binds
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from factory import agent, containers, log
+from factory import agent, compat, containers, gc, log
 from factory.assemble import DEFAULT_COMPRESSION, assemble
-from factory.config import CacheSettings, Target
+from factory.target import Target
 from factory.elements import search_path
 from factory.engine import layer as engine
+from factory.engine import preload
 from factory.engine.builder import ensure_builder
-from factory.engine.docker import image_exists
-from factory.errors import FactoryError
+from factory.engine.docker import client, image_exists
+from factory.errors import UsageError
+from factory.target_settings import size_floor_gib, size_in_gib
 from factory.keyrings import ensure_keyring
 from factory.layers import load_meta
 from factory.locks import host_lock
 from factory.plan import Plan, check_requirements, plan_stack
 from factory.preflight import check_mirror
+from factory.recipes import IMAGE_LAYER, ImagePlan
 from factory.settings import state_dir
-from factory.store.cache import RemoteCache
+from factory.store.cache import CacheSettings, RemoteCache
+from factory.stored import layer_tag
 from factory.trust import host_trust
 
 _log = log.get("build")
@@ -47,9 +52,6 @@ def _cache_dir() -> Path:
 
 
 def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCache) -> list[dict]:
-    unknown = set(refresh) - {l.name for l in plan.layers}
-    if unknown:
-        raise FactoryError(f"--refresh {', '.join(sorted(unknown))}: no such layer; layers are {', '.join(l.name for l in plan.layers)}")
     paths = search_path()
     trust = host_trust()
     # DIB's own layout for its shared apt cache: $DIB_IMAGE_CACHE/apt/<distro>.
@@ -76,9 +78,9 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCac
                 if layer is plan.layers[0]:
                     check_mirror(plan.target)
                 _log.info("building layer", layer=layer.name, key=layer.key[:16], elements=" ".join(sorted(layer.runs)))
-                with _package_cache_lock(plan.target.distro):
+                with _package_cache_lock(plan.target.distro), preload.staging(layer) as staged:
                     result = engine.build_layer(
-                        containers.staged(layer), parent, builder_image=plan.builder_image, trust=trust,
+                        staged, parent, builder_image=plan.builder_image, trust=trust,
                         element_paths=paths, workroot=state_dir() / "work", logdir=state_dir() / "logs",
                         target_name=plan.target.name, verbose=verbose, cache_dir=_cache_dir(), package_cache=package_cache,
                     )
@@ -89,12 +91,35 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCac
     return summary
 
 
+def build_image(image: ImagePlan, refresh: bool, cache: RemoteCache) -> dict:
+    """The datastore image built from the distro archive: reused, pulled from
+    a remote cache, or built, as a layer is (one build per key on a host)."""
+    from factory.engine import dsimage
+
+    started = time.monotonic()
+    row = {"layer": IMAGE_LAYER, "key": image.key}
+    if image_exists(layer_tag(image.key)) and not refresh:
+        dsimage.tag(image)
+        _log.info("layer cached", layer=IMAGE_LAYER, key=image.key[:16], image=image.recipe.ref)
+        return {**row, "state": "cached", "seconds": time.monotonic() - started}
+    with _layer_lock(image.key):
+        if image_exists(layer_tag(image.key)) and not refresh:
+            state, seconds = "cached (built by another run)", time.monotonic() - started
+        elif not refresh and (pulled := cache.pull(IMAGE_LAYER, image.key)):
+            state, seconds = f"pulled {_mib(pulled.bytes)}", pulled.seconds
+        else:
+            keyring = None if not image.inputs.keyring else ensure_keyring(image.inputs.distro, None, image.inputs.arch)
+            state, seconds = "built", dsimage.build_image(image, state_dir() / "work", keyring)
+        dsimage.tag(image)
+    return {**row, "state": state, "seconds": seconds}
+
+
 def _mib(size: int) -> str:
     return f"{size / 2**20:.0f} MiB"
 
 
-def _push(plan: Plan, cache: RemoteCache, summary: list[dict]) -> None:
-    sent = cache.push([(l.name, l.key) for l in plan.layers])
+def _push(stored: list[tuple[str, str]], cache: RemoteCache, summary: list[dict]) -> None:
+    sent = cache.push(stored)
     for row in summary:
         if row["key"] in sent:
             row["state"] += f", pushed {_mib(sent[row['key']].bytes)} in {sent[row['key']].seconds:.0f}s"
@@ -114,30 +139,65 @@ def print_summary(summary: list[dict], total: float) -> None:
     Console(stderr=True).print(table)
 
 
+def plan_with_cache(target: Target, builder_base: str | None = None) -> Plan:
+    """The plan `factory plan` shows: keys need the builder image's id, and
+    each layer says whether the local store has it."""
+    builder = ensure_builder(host_trust(), base=builder_base, verbose=log.VERBOSE)
+    target, sources = containers.with_images(target)
+    plan = plan_stack(target, builder.id)
+    for layer in plan.layers:
+        layer.cached = image_exists(layer.tag)
+    plan.images = [{"image": s.ref, "source": s.kind,
+                    **({"key": s.plan.key, "cached": image_exists(layer_tag(s.plan.key))} if s.plan else {})}
+                   for s in sources]
+    return plan
+
+
+def check_size_floor(plan: Plan) -> None:
+    """--image-size against the tree, when the top layer is there to measure
+    (the assembler checks it again, exactly, on the tree it lays out)."""
+    size, top = plan.target.image_size, plan.layers[-1]
+    if not size or not image_exists(top.tag):
+        return
+    need = size_floor_gib(client().images.get(top.tag).attrs["Size"])
+    if float(size_in_gib(size)) < need:
+        raise UsageError(f"--image-size {size} is too small for this target: its tree needs at least {math.ceil(need * 10) / 10:g}G; "
+                         "pass a larger --image-size or leave it out")
+
+
 def build(target: Target, refresh: list[str] | None = None, builder_base: str | None = None,
           compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None,
           cache: CacheSettings = CacheSettings()) -> Path:
     """Build a target; returns its manifest (beside the images it names)."""
     started = time.monotonic()
-    orphans = engine.sweep_orphans()
-    if orphans:
-        _log.info("removed containers left by an interrupted build", count=orphans)
-    for warning in agent.warnings(target.agent, target.mode, target.datastore):
+    gc.remove_orphan_containers()
+    for warning in agent.warnings(target.agent, target.mode, target.datastore) + compat.target_warnings(target):
         _log.warning(warning)
     builder = ensure_builder(host_trust(), base=builder_base, verbose=log.VERBOSE)
-    target = containers.with_image(target)
+    target, sources = containers.with_images(target)
     plan = plan_stack(target, builder.id)
     check_requirements(plan)
+    check_size_floor(plan)
     if not target.env_dict().get("DIB_APT_KEYRING"):
         ensure_keyring(target.distro, target.env_dict().get("DIB_DISTRIBUTION_MIRROR"), target.arch)
     remote = RemoteCache(cache)
-    summary = build_layers(plan, refresh or [], log.VERBOSE, remote)
+    refresh = list(refresh or [])
+    summary: list[dict] = []
+    stored = [(l.name, l.key) for l in plan.layers]
+    rebuild = IMAGE_LAYER in refresh
+    for image in (s.plan for s in sources if s.plan):
+        summary.append(build_image(image, rebuild, remote))
+        stored.insert(0, (IMAGE_LAYER, image.key))
+    if rebuild:  # a rebuilt image has the same key: the layer that preloads it is rebuilt on purpose
+        refresh = [r for r in refresh if r != IMAGE_LAYER] + ["datastore"]
+    summary += build_layers(plan, refresh, log.VERBOSE, remote)
+    plan.images = [preload.record(s) for s in sources]
     assemble_started = time.monotonic()
     manifest = assemble(plan, host_trust(), search_path(), state_dir(), _cache_dir(),
-                        compression=compression, qemu_options=qemu_options, verbose=log.VERBOSE)
+                        compression=compression, qemu_options=qemu_options, verbose=log.VERBOSE, again=bool(refresh))
     summary.append({"layer": "(assemble)", "key": manifest.name.split(".")[0].rsplit("-", 1)[-1],
                     "state": "done", "seconds": time.monotonic() - assemble_started})
-    _push(plan, remote, summary)
+    _push(stored, remote, summary)
     print_summary(summary, time.monotonic() - started)
     _log.info("artifact ready", manifest=str(manifest))
     return manifest

@@ -1,103 +1,134 @@
-"""Container mode: the datastore image Trove's agent runs, and the local
-archive of it that the datastore layer preloads into the guest's engine.
+"""Container mode, as planning sees it: which datastore image Trove's agent
+runs, where it comes from, settled in the target before its keys are made.
 
-The archive is what enters the layer key (by content), so a tag that moves
-upstream makes a new layer, and a given archive always makes the same one.
+Sources (`--datastore-image`): a registry reference, pulled through the
+engine; `archive:FILE`, a `docker save` file; `distro`, built here from the
+distro archive (factory/recipes.py). Default: the upstream reference when a
+registry answers, else `distro`. What enters the datastore layer's key: the
+reference, the archive's content, or the built image's key, so a tag that
+moves upstream makes a new layer only when asked (`--refresh datastore`),
+and a given archive always makes the same one. Pulling, saving and
+recording images is engine work (engine/preload.py).
 """
 
 from __future__ import annotations
 
-import os
-import re
-import tempfile
-from dataclasses import replace
+import tarfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from factory import log
-from factory.config import Target
-from factory.errors import FactoryError
-from factory.layers import load_container_images
-from factory.plan import PlannedLayer
-from factory.settings import state_dir
+from factory.errors import UsageError
+from factory.layers import load_container_images, load_meta
+from factory.recipes import ImagePlan, apt_sources, load_recipe, plan_image
+from factory.target import Target
+from factory.target_settings import ARCHIVE_PREFIX, DISTRO_IMAGE as DISTRO, parse_image_source as parse_source
 
 _log = log.get("containers")
+__all__ = ["ARCHIVE_PREFIX", "DISTRO", "ImageSource", "choose_source", "distro_plan", "image_ref", "parse_source",
+           "with_images"]
 
 
-def image_ref(target: Target) -> str:
-    """name:tag the agent will start: DATASTORE_IMAGE, else the datastore's
-    image tagged with --datastore-version (or the default version)."""
+@dataclass(frozen=True)
+class ImageSource:
+    kind: str  # registry | archive | distro
+    ref: str  # name:tag the agent runs
+    archive: str | None = None  # archive: the docker-save file
+    plan: ImagePlan | None = None  # distro: what to build
+
+    @property
+    def label(self) -> str:
+        """DATASTORE_IMAGE_SOURCE: what the datastore layer's key records."""
+        return f"{DISTRO}:{self.plan.key}" if self.plan else self.kind
+
+
+def image_ref(target: Target, datastore: str) -> str:
+    """name:tag the agent will start: DATASTORE_IMAGE (one datastore), else
+    the datastore's image tagged with --datastore-version (or the default)."""
     given = target.env_dict().get("DATASTORE_IMAGE")
-    if given:
+    if given and len(target.datastores) == 1:
         return given
-    known = load_container_images().get(target.datastore)
+    known = load_container_images().get(datastore)
     if not known:
-        raise FactoryError(f"no container image known for {target.datastore}; set DATASTORE_IMAGE=NAME:TAG (--env)")
+        raise UsageError(f"no container image known for {datastore}; set DATASTORE_IMAGE=NAME:TAG (--env)")
     return f"{known['image']}:{target.datastore_version or known['version']}"
 
 
-def with_image(target: Target) -> Target:
-    """The target with DATASTORE_IMAGE settled (container mode only). A given
-    archive enters the key by content; without one the reference does, and
-    the image is pulled only when its layer is built (like packages, a tag
-    moving upstream rebuilds nothing until `--refresh datastore`)."""
-    if target.mode != "container":
-        return target
+def distro_plan(target: Target, datastore: str) -> ImagePlan:
+    """The datastore's image built from the target's own distro archive and release."""
+    from factory.keyrings import dib_default_mirror, spec
+    from factory.mirrors import host_mirrors
+
+    recipe = load_recipe(datastore, target.release or "")
+    if target.datastore_version and target.datastore_version != recipe.version:
+        raise UsageError(f"{target.release}'s archive ships {datastore} {recipe.version}, not "
+                         f"{target.datastore_version}; drop --datastore-version or give --datastore-image REF")
+    user = target.env_dict()
+    mirrors = {**host_mirrors(target.distro), **{k: v for k, v in user.items() if k.endswith("_MIRROR")}}
+    if not mirrors.get("DIB_DISTRIBUTION_MIRROR"):
+        element = (spec(target.distro) or {}).get("mirror_element") or f"{target.distro}-minimal"
+        mirrors["DIB_DISTRIBUTION_MIRROR"] = dib_default_mirror(element, target.arch)
+    templates = load_meta().get(target.distro, {}).get("image_sources") or []
+    sources = apt_sources(templates, {k: v for k, v in mirrors.items() if v}, target.release or "")
+    keyring = ""
+    if spec(target.distro) and not user.get("DIB_APT_KEYRING"):
+        keyring = spec(target.distro)["sha256"]
+    return plan_image(recipe, target.distro, target.release or "", target.arch, sources, keyring)
+
+
+def choose_source(target: Target, datastore: str) -> ImageSource:
+    kind, value = parse_source(target.datastore_image)
     env = target.env_dict()
-    env["DATASTORE_IMAGE"] = image_ref(target)
-    if env.get("DATASTORE_IMAGE_ARCHIVE"):
-        _check_archive(Path(env["DATASTORE_IMAGE_ARCHIVE"]))
-    return replace(target, env=tuple(sorted(env.items())))
+    if kind == "registry":
+        return ImageSource("registry", value)
+    if kind == "archive" or (not kind and env.get("DATASTORE_IMAGE_ARCHIVE")):
+        if len(target.datastores) != 1:
+            raise UsageError("DATASTORE_IMAGE_ARCHIVE holds one datastore's image; give it with one --datastore")
+        path = value or env["DATASTORE_IMAGE_ARCHIVE"]
+        check_archive(Path(path))
+        return ImageSource("archive", image_ref(target, datastore), archive=str(Path(path).resolve()))
+    if kind == DISTRO:
+        plan = distro_plan(target, datastore)
+        return ImageSource(DISTRO, plan.recipe.ref, plan=plan)
+    from factory.engine.docker import registry_answers
+
+    upstream = image_ref(target, datastore)
+    if registry_answers(upstream):
+        return ImageSource("registry", upstream)
+    try:
+        plan = distro_plan(target, datastore)
+    except UsageError as e:  # no recipe for this distro or release: the layer pulls it when built, as before
+        _log.warning(f"no container registry answers for {upstream}, and it cannot be built here ({e}); "
+                     "building the datastore layer pulls it")
+        return ImageSource("registry", upstream)
+    _log.warning(f"no container registry answers for {upstream}; building {plan.recipe.ref} from the "
+                 f"{target.distro} {target.release} archive instead (--datastore-image distro)")
+    return ImageSource(DISTRO, plan.recipe.ref, plan=plan)
 
 
-def staged(layer: PlannedLayer) -> PlannedLayer:
-    """A layer about to be built that preloads an image nobody saved: pull
-    it, save it, and hand the archive to the elements (the key stays)."""
-    ref = layer.env.get("DATASTORE_IMAGE")
-    if not ref or layer.env.get("DATASTORE_IMAGE_ARCHIVE"):
-        return layer
-    archive = str(_pull_and_save(ref))
-    return replace(layer, env={**layer.env, "DATASTORE_IMAGE_ARCHIVE": archive},
-                   host_inputs={**layer.host_inputs, archive: f"pulled:{ref}"})
+def with_images(target: Target) -> tuple[Target, list[ImageSource]]:
+    """The target with its datastores' images settled (container mode only),
+    one word per datastore: DATASTORE_IMAGE (the tags the agent runs),
+    DATASTORE_IMAGE_SOURCE and, for an archive, DATASTORE_IMAGE_ARCHIVE (in
+    the key by content). A registry image is pulled only when its layer is
+    built (like packages, a tag moving upstream rebuilds nothing until
+    `--refresh datastore`). No datastore: the generic guest, no image."""
+    if target.mode != "container":
+        return target, []
+    sources = [choose_source(target, d) for d in target.datastores]
+    env = target.env_dict()
+    env["DATASTORE_IMAGE"] = " ".join(s.ref for s in sources)
+    env["DATASTORE_IMAGE_SOURCE"] = " ".join(s.label for s in sources)
+    archives = [s.archive for s in sources if s.archive]
+    if archives:
+        env["DATASTORE_IMAGE_ARCHIVE"] = archives[0]
+    return replace(target, env=tuple(sorted(env.items()))), sources
 
 
-def _check_archive(path: Path) -> None:
-    import tarfile
-
+def check_archive(path: Path) -> None:
     try:
         with tarfile.open(path) as tar:
             tar.getmember("manifest.json")
     except (tarfile.TarError, KeyError, OSError) as e:
-        raise FactoryError(f"DATASTORE_IMAGE_ARCHIVE {path} is not a docker-save archive (no manifest.json); "
-                           "make one with `docker save NAME:TAG -o FILE.tar`") from e
-
-
-def _archive_path(ref: str) -> Path:
-    return state_dir() / "images" / (re.sub(r"[^A-Za-z0-9_.-]+", "_", ref) + ".tar")
-
-
-def _pull_and_save(ref: str) -> Path:
-    import docker
-
-    from factory.engine.docker import client
-
-    dest = _archive_path(ref)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    _log.info("pulling the datastore image for preloading", image=ref)
-    try:
-        image = client().images.pull(ref)
-    except docker.errors.APIError as e:
-        reason = str(getattr(e, "explanation", "") or e).splitlines()[0]
-        raise FactoryError(
-            f"cannot pull {ref} ({reason}); give a saved image with --env DATASTORE_IMAGE_ARCHIVE=FILE.tar "
-            "(docker save), or make its registry reachable"
-        ) from e
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".saving-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for chunk in image.save(named=True):
-                f.write(chunk)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dest
+        raise UsageError(f"datastore image archive {path} is not a docker-save archive (no manifest.json); "
+                         "make one with `docker save NAME:TAG -o FILE.tar`") from e

@@ -7,9 +7,7 @@ exactly one `operating-system`), so a set of elements expands here exactly as
 
 from __future__ import annotations
 
-import hashlib
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from diskimage_builder import paths as dib_paths
 
 from factory import ELEMENTS_DIR
 from factory.errors import FactoryError
+from factory.hostpaths import visible
 
 
 def dib_elements_dir() -> Path:
@@ -43,8 +42,6 @@ def search_path(user_path: str | None = None) -> list[Path]:
     for d in dirs:
         if not d.is_dir():
             raise FactoryError(f"ELEMENTS_PATH entry {d} is not a directory; fix ELEMENTS_PATH")
-    from factory.hostpaths import visible
-
     out: list[Path] = []
     for d in [*dirs, ELEMENTS_DIR.resolve(), dib_elements_dir().resolve()]:
         d = visible(d)
@@ -81,44 +78,6 @@ def closure(names: list[str], paths: list[Path]) -> dict[str, Element]:
     except dib_deps.AlreadyProvidedException as e:
         raise FactoryError(f"element conflict: {e or 'an element is provided twice'}") from e
     return {name: Element(name, Path(path)) for name, path in resolved}
-
-
-def tree_hash(path: Path) -> str:
-    """sha256 over an element's whole tree: relative paths, modes, contents,
-    symlink targets. Mtimes and owners are left out: they differ between
-    checkouts of the same bytes."""
-    h = hashlib.sha256()
-    root = Path(path)
-    entries = sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix())
-    for p in entries:
-        rel = p.relative_to(root).as_posix()
-        if "__pycache__" in p.parts or rel.endswith(".pyc"):
-            continue
-        st = p.lstat()
-        mode = stat.S_IMODE(st.st_mode)
-        if stat.S_ISLNK(st.st_mode):
-            h.update(f"L {rel} {os.readlink(p)}\n".encode())
-        elif stat.S_ISDIR(st.st_mode):
-            h.update(f"D {rel} {mode:o}\n".encode())
-        elif stat.S_ISREG(st.st_mode):
-            h.update(f"F {rel} {mode:o} {file_hash(p)}\n".encode())
-    return h.hexdigest()
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def content_hash(path: Path) -> str:
-    """Hash of a host input (file or folder) by content only."""
-    p = Path(path)
-    if p.is_dir():
-        return "dir:" + tree_hash(p)
-    return "file:" + file_hash(p)
 
 
 def available(paths: list[Path]) -> list[str]:

@@ -15,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from factory.hashing import content_hash
 from factory.settings import state_dir
 
 
@@ -26,8 +27,6 @@ def visible(path: Path) -> Path:
     path = Path(path)
     if not in_container():
         return path
-    from factory.elements import content_hash
-
     digest = content_hash(path).split(":", 1)[1][:16]
     dest = state_dir() / "staged" / digest / path.name
     if dest.exists():

@@ -1,7 +1,9 @@
-"""The layer key: sha256 of everything that can change a layer's bytes.
+"""The keys: sha256 of everything that can change a layer's bytes, and of
+what the assembly adds on top of the top layer.
 
 Pure: the same inputs give the same key on every machine. A clock never enters
 a key; rebuilding on purpose (security updates) is `--refresh`, not time.
+(The builder image's key, a hash of its build inputs, is engine/builder.py's.)
 """
 
 from __future__ import annotations
@@ -38,3 +40,18 @@ class KeyInputs:
 
 def layer_key(inputs: KeyInputs) -> str:
     return hashlib.sha256(inputs.canonical().encode()).hexdigest()
+
+
+def assembly_key(top: str, formats: tuple[str, ...], image_size_gib: str | None, compression: str,
+                 qemu_options: str | None, assembler: str, builder: str) -> str:
+    """Everything that changes the artifact beyond the top layer's key."""
+    data = {
+        "top": top,
+        "formats": sorted(formats),
+        "image_size": image_size_gib,
+        "compression": compression,
+        "qemu_img_options": qemu_options or "",
+        "assembler": assembler,
+        "builder": builder,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -145,3 +145,14 @@ def load_meta(dirs: Path | list[Path] | None = None) -> dict:
 def load_container_images(dirs: Path | list[Path] | None = None) -> dict:
     """Container mode's image and default tag per datastore, from _containers.yaml."""
     return _data("_containers.yaml", dirs)
+
+
+def load_agent_rules(dirs: Path | list[Path] | None = None) -> dict:
+    """What guest agent releases need of the image, from _agents.yaml."""
+    return _data("_agents.yaml", dirs)
+
+
+def load_dib_rules(dirs: Path | list[Path] | None = None) -> dict:
+    """disk-image-create's conventions as the factory applies them (the
+    element cut, the driver's own variables), from _dib.yaml."""
+    return _data("_dib.yaml", dirs)

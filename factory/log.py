@@ -16,6 +16,9 @@ _SECRET_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN|_KEY$|^OS_|^AWS_)", re.I)
 _CREDENTIAL_NAME = re.compile(r"(PASSWORD|SECRET|TOKEN)", re.I)
 _HIDDEN: set[str] = set()
 VERBOSE = False
+# DIB's trace (set -x) in every phase log: -x of `factory dib`, or an exported
+# DIB_DEBUG_TRACE, as disk-image-create reads it. Tracing changes no key.
+TRACE = False
 
 
 def is_secret(name: str) -> bool:
@@ -62,8 +65,9 @@ def _redact_processor(_logger, _name, event: dict) -> dict:
 
 
 def setup(fmt: str = "console", verbose: bool = False) -> None:
-    global VERBOSE
+    global VERBOSE, TRACE
     VERBOSE = verbose
+    TRACE = os.environ.get("DIB_DEBUG_TRACE", "0") not in ("", "0")
     hide_environment(dict(os.environ))
     renderer = (
         structlog.processors.JSONRenderer()

@@ -17,6 +17,7 @@ class Manifest:
     assembly_key: str
     layers: list[dict]  # name, key, parent, elements, element tree hashes, packages added
     guest_agent: dict = field(default_factory=dict)  # source, datastore mode, warnings
+    datastore_images: list[dict] = field(default_factory=list)  # container mode: image, source, id, digest, key
     images: dict[str, dict] = field(default_factory=dict)  # format -> file, bytes, sha256
     tools: dict[str, str] = field(default_factory=dict)
     tree_bytes: int = 0
@@ -28,6 +29,7 @@ class Manifest:
             "target": self.target,
             "assembly_key": self.assembly_key,
             "guest_agent": self.guest_agent,
+            "datastore_images": self.datastore_images,
             "layers": self.layers,
             "images": self.images,
             "tools": self.tools,
@@ -42,7 +44,15 @@ class Manifest:
 
 
 def read(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
+    try:
+        man = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FactoryError(f"{path} is not a manifest factory build wrote ({getattr(e, 'strerror', None) or e}); "
+                           "pass the image or the .manifest.json beside it") from e
+    if not isinstance(man, dict) or not isinstance(man.get("images"), dict) or not isinstance(man.get("target"), dict):
+        raise FactoryError(f"{path} is not a manifest factory build wrote (no images or target); "
+                           "pass the image or the .manifest.json beside it")
+    return man
 
 
 def artifact_for(path: Path) -> tuple[Path, dict]:

@@ -7,19 +7,23 @@ which elements each layer runs, what environment it gets and what its key is.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from factory import log
-from factory.config import HOST_PATH_VARIABLES, SCOPED_VARIABLES, SEED_VARIABLES, Flags, Target, catalog, load_targets, validate
-from factory.elements import Element, closure, content_hash, dib_version, search_path, tree_hash, with_dib_defaults
-from factory.errors import FactoryError
+from factory import declared, environment, log
+from factory.catalog import catalog
+from factory.config import load_targets
+from factory.target import HOST_PATH_VARIABLES, SCOPED_VARIABLES, SEED_VARIABLES, Flags, Target
+from factory.validate import buildable, target_problems
+from factory.elements import Element, closure, dib_version, search_path, with_dib_defaults
+from factory.declared import ACCEPTS_FILE
+from factory.errors import FactoryError, UsageError
+from factory.hashing import content_hash, files_hash, tree_hash
 from factory.keys import KeyInputs, layer_key
 from factory.layers import LayerSpec, load_meta, load_stack
 from factory.keyrings import keyring_path, spec as keyring_spec
 from factory.mirrors import host_mirrors
-
-LAYER_REPO = "factory-layer"
+from factory.stored import layer_tag
 
 
 @dataclass
@@ -32,6 +36,7 @@ class PlannedLayer:
     packages: tuple[str, ...]
     inputs: KeyInputs
     key: str
+    target: Target
     cached: bool | None = None
 
     @property
@@ -40,7 +45,7 @@ class PlannedLayer:
 
     @property
     def tag(self) -> str:
-        return f"{LAYER_REPO}:{self.key}"
+        return layer_tag(self.key)
 
     def to_json(self) -> dict:
         return {
@@ -51,7 +56,12 @@ class PlannedLayer:
             "elements": sorted(self.runs),
             "cached": self.cached,
             "image": self.tag,
+            "env": {k: {"value": v, "source": self.source(k)} for k, v in log.redact(self.env).items()},
         }
+
+    def source(self, name: str) -> str:
+        """Where the value this layer receives as `name` came from."""
+        return environment.origin(name, self.target)
 
 
 @dataclass
@@ -59,14 +69,82 @@ class Plan:
     target: Target
     builder_image: str
     layers: list[PlannedLayer] = field(default_factory=list)
+    # Container mode: the preloaded images (planned: image, source, key of one
+    # built here; built: engine/preload.record's).
+    images: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"target": self.target.name, "builder": self.builder_image, "layers": [l.to_json() for l in self.layers]}
+        return {"target": self.target.name, "builder": self.builder_image, "layers": [l.to_json() for l in self.layers],
+                "datastore_images": self.images}
 
 
-def checked_targets(flags: Flags) -> list[Target]:
-    cat = catalog(search_path())
-    return [validate(t, cat) for t in load_targets(flags)]
+def checked_targets(flags: Flags, environ: dict[str, str] | None = None) -> list[Target]:
+    """The targets, every problem of every target reported at once; each
+    keeps only the exported variables one of its layers reads, and the
+    others are named in one warning line."""
+    paths = search_path()
+    cat = catalog(paths)
+    checked, problems, unread = [], [], set()
+    environ = dict(os.environ) if environ is None else environ
+    for target in load_targets(flags, environ):
+        found, target = target_problems(target, cat)
+        if buildable(target, cat):
+            try:
+                found += declared.problems(target_elements(target, paths).values(), target)
+            except FactoryError as e:  # an --element that is nowhere
+                found.append(str(e))
+        problems += found
+        if not found:
+            target, dropped = settle_environment(target, paths)
+            unread |= dropped
+        checked.append(target)
+    if problems:
+        raise UsageError("\n".join(problems))
+    if unread:
+        log.get("env").warning(f"exported but read by no layer, so not used: {', '.join(sorted(unread))}")
+    ignored = environment.driver_values(environ, "ignored")
+    if ignored:
+        log.get("env").info(f"no meaning for layered builds, not used: {', '.join(sorted(ignored))}")
+    return checked
+
+
+def target_elements(target: Target, paths: list[Path]) -> dict[str, Element]:
+    """Every element the target's layers run (their whole closure)."""
+    wanted: list[str] = []
+    for spec in load_stack():
+        wanted += spec.element_names(target.template_values())
+    wanted += [name for _layer, name in target.extra_elements()]
+    return closure(with_dib_defaults(wanted, target.arch), paths)
+
+
+def stack_elements(target: Target, paths: list[Path], stack: list[LayerSpec]):
+    """(layer, every element it sees, the elements whose hooks it runs), bottom up."""
+    values = target.template_values()
+    wanted: list[str] = []
+    below: dict[str, Element] = {}
+    for spec in stack:
+        wanted += spec.element_names(values)
+        wanted += [name for layer, name in target.extra_elements() if layer == spec.name or (layer is None and spec.extra_elements)]
+        visible = closure(with_dib_defaults(wanted, target.arch), paths)
+        runs = {n: e for n, e in visible.items() if n not in below}
+        runs.update({n: visible[n] for n in spec.rerun if n in visible})
+        yield spec, visible, runs
+        below = visible
+
+
+def settle_environment(target: Target, paths: list[Path]) -> tuple[Target, set[str]]:
+    """The target without the exported variables none of its layers reads
+    (they would only move keys), and their names."""
+    exported = {k for k, v in target.origins if k.startswith("env:") and v == environment.ENV}
+    if not exported:
+        return target, set()
+    read = {n for n, kind in environment.driver_variables().items() if kind == "env"}
+    for spec, visible, runs in stack_elements(target, paths, load_stack()):
+        read |= environment.reads(spec, runs, visible)
+    unread = {k[4:] for k in exported} - read
+    env = tuple((k, v) for k, v in target.env if k not in unread)
+    origins = tuple((k, v) for k, v in target.origins if k[4:] not in unread or not k.startswith("env:"))
+    return replace(target, env=env, origins=origins), unread
 
 
 def layer_env(spec: LayerSpec, target: Target, mirrors: dict[str, str]) -> dict[str, str]:
@@ -105,21 +183,24 @@ def host_inputs(env: dict[str, str], target: Target) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+# What keys used while the phase runner's module also held the layer build
+# (its whole file was hashed then), by the hash of the runner as it is now:
+# the runner's bytes did not change when the rest moved out, so neither do
+# the keys of layers already built. A changed runner hashes anew.
+_BEFORE_THE_ENGINE_MOVED = {
+    "5bdc92316cccb2f0d1d815eee422e23fdb5ad057265e3c82646bc2c0ed717358":
+        "b7ba32faa4ce6229635317dc2b1501662ca05ef31d9378e322af0f93b16948c4",
+}
+
+
 def engine_hash() -> str:
-    """The factory code that decides how a layer's hooks run."""
+    """What decides how a layer's hooks run: the phase runner script and the
+    module that lays out its hooks and environment (not the modules that
+    start containers)."""
     from factory.engine import phases
 
-    files = [phases.RUNNER_SOURCE, Path(phases.__file__), Path(phases.__file__).with_name("layer.py")]
-    return content_hash_of_files(files)
-
-
-def content_hash_of_files(files: list[Path]) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()
+    runner = files_hash([phases.RUNNER_SOURCE, Path(phases.__file__)])
+    return _BEFORE_THE_ENGINE_MOVED.get(runner, runner)
 
 
 def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None, layers_dir: Path | list[Path] | None = None) -> Plan:
@@ -132,24 +213,17 @@ def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None,
         keyring = keyring_path(target.distro)
         if keyring is not None:
             mirrors["DIB_APT_KEYRING"] = str(keyring)
-    values = target.template_values()
     plan = Plan(target=target, builder_image=builder_id)
-    wanted: list[str] = []
-    below: dict[str, Element] = {}
     parent_key: str | None = None
     hashes: dict[Path, str] = {}
-    for spec in stack:
-        wanted += spec.element_names(values)
-        if spec.extra_elements:
-            wanted += list(target.elements)
-        visible = closure(with_dib_defaults(wanted, target.arch), paths)
-        runs = {n: e for n, e in visible.items() if n not in below}
-        runs.update({n: visible[n] for n in spec.rerun if n in visible})
+    for spec, visible, runs in stack_elements(target, paths, stack):
         env = layer_env(spec, target, mirrors)
         packages = tuple(target.packages) if spec.extra_packages else ()
         for e in visible.values():
             if e.path not in hashes:
-                hashes[e.path] = tree_hash(e.path)
+                # An element's declaration of the values it accepts is read
+                # by the factory before building, never by a hook: no key.
+                hashes[e.path] = tree_hash(e.path, leave_out=frozenset({ACCEPTS_FILE}))
         files = host_inputs(env, target)
         if keyring and str(keyring) in env.values():
             files[str(keyring)] = f"pinned:{keyring_spec(target.distro)['sha256']}"
@@ -169,8 +243,7 @@ def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None,
             packages=packages,
         )
         key = layer_key(inputs)
-        plan.layers.append(PlannedLayer(spec, runs, visible, env, files, packages, inputs, key))
-        below = visible
+        plan.layers.append(PlannedLayer(spec, runs, visible, env, files, packages, inputs, key, target))
         parent_key = key
     return plan
 
@@ -184,27 +257,9 @@ def check_requirements(plan: Plan) -> None:
         for element in sorted(layer.runs.values(), key=lambda e: e.name):
             unmet = unmet_requirement(element, layer.env)
             if unmet:
-                problems.append(f"{plan.target.name}: element {element.name} needs {unmet}; pass it with --env")
+                problems.append(f"{plan.target.name}: element {element.name} needs {unmet}; export it or pass it with --env")
     if problems:
         raise FactoryError("\n".join(problems))
-
-
-def mark_cache(plan: Plan) -> Plan:
-    from factory.engine.docker import image_exists
-
-    for layer in plan.layers:
-        layer.cached = image_exists(layer.tag)
-    return plan
-
-
-def plan_with_cache(target: Target, builder_base: str | None = None) -> Plan:
-    from factory.engine.builder import ensure_builder
-    from factory.trust import host_trust
-
-    from factory.containers import with_image
-
-    builder = ensure_builder(host_trust(), base=builder_base, verbose=log.VERBOSE)
-    return mark_cache(plan_stack(with_image(target), builder.id))
 
 
 def print_plan(plan: Plan) -> None:
@@ -214,9 +269,33 @@ def print_plan(plan: Plan) -> None:
     table = Table(title=f"{plan.target.name} ({plan.target.arch})", title_justify="left")
     for col in ("layer", "key", "cached", "phases", "elements"):
         table.add_column(col)
+    from factory.recipes import IMAGE_LAYER
+
+    for image in plan.images:  # built from the distro archive before the layers, kept as one
+        if image.get("key"):
+            table.add_row(IMAGE_LAYER, image["key"][:16], "yes" if image.get("cached") else "no", "mmdebstrap",
+                          image["image"])
     for layer in plan.layers:
         table.add_row(
             layer.name, layer.key[:16], "yes" if layer.cached else "no",
             " ".join(layer.spec.phases), " ".join(sorted(layer.runs)),
         )
+    Console().print(table)
+    if plan.images:
+        Console().print("datastore images preloaded: " + ", ".join(f"{i['image']} ({i['source']})" for i in plan.images))
+    print_sources(plan)
+
+
+def print_sources(plan: Plan) -> None:
+    """Every setting each layer receives, and where it came from."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="settings each layer receives (source: flag, --env, env, file, default, derived)",
+                  title_justify="left")
+    for col in ("layer", "variable", "value", "source"):
+        table.add_column(col)
+    for layer in plan.layers:
+        for name, value in log.redact(layer.env).items():
+            table.add_row(layer.name, name, value, layer.source(name))
     Console().print(table)

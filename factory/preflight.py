@@ -12,9 +12,9 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from factory.config import Target
+from factory.target import Target
 from factory.elements import search_path
-from factory.errors import FactoryError
+from factory.errors import Unavailable
 from factory.layers import load_meta
 
 _URL = re.compile(r"^\s*(?:baseurl|metalink|mirrorlist)\s*=\s*(\S+)", re.M)
@@ -48,7 +48,7 @@ def check_mirror(target: Target, timeout: float = 8.0) -> None:
             socket.create_connection((parsed.hostname, port), timeout=timeout).close()
         except OSError as e:
             reason = e.strerror or e.__class__.__name__
-            raise FactoryError(
+            raise Unavailable(
                 f"the {target.distro} package mirror {parsed.hostname} cannot be reached from this host ({reason}); "
                 f"point {setting} at a mirror that can (--env {setting}=...)"
             ) from e

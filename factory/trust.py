@@ -38,13 +38,13 @@ class Trust:
                 env[var] = CONTAINER_BUNDLE
         return env
 
-    def mounts(self) -> list[str]:
-        """docker-py style 'host:container:ro' binds for the bundle file."""
+    def mounts(self) -> list[tuple[str, str, str]]:
+        """(host path, container path, "ro") binds for the bundle file."""
         if not self.ca_bundle:
             return []
         from factory.hostpaths import visible
 
-        return [f"{visible(self.ca_bundle)}:{CONTAINER_BUNDLE}:ro"]
+        return [(str(visible(self.ca_bundle)), CONTAINER_BUNDLE, "ro")]
 
 
 def host_trust(ca_bundle: str | None = None) -> Trust:

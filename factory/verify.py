@@ -14,14 +14,16 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
-import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator, Protocol
 
-from factory import log
+from factory import log, owners
 from factory.errors import FactoryError
 
 _log = log.get("verify")
@@ -30,16 +32,17 @@ MARK = "FACTORY-VERIFY"
 MAC = "fa:16:3e:00:00:01"
 
 # Runs in the guest from cloud-init's final stage; each check prints one line.
-# /etc/trove/datastore (written by the datastore element) holds: datastore,
-# the unit that must be active, and in container mode the preloaded image.
+# /etc/trove/datastore (written by the datastore element) holds a line per
+# datastore: its name, the unit that must be active, and in container mode
+# the preloaded image.
 PROBE = f"""#!/bin/sh
 say() {{ echo "{MARK} $*" > /dev/ttyS0; }}
 conf=/etc/trove/conf.d/guest_info.conf
 if [ -f "$conf" ]; then say "guest_info sha256 $(sha256sum "$conf" | cut -d' ' -f1)"; else say "guest_info missing"; fi
 unit=trove-guest.service
 log=@LOGDIR@/trove-guestagent.log
-set -- $(cat /etc/trove/datastore 2>/dev/null)
-name=${{1:-unknown}}; store=${{2:-none}}; image=${{3:-}}
+set -- $(head -n 1 /etc/trove/datastore 2>/dev/null)
+name=${{1:-unknown}}; store=${{2:-none}}
 for i in $(seq 1 90); do
     d=$(systemctl is-active "$store" 2>/dev/null)
     if [ -f "$conf" ]; then
@@ -49,18 +52,42 @@ for i in $(seq 1 90); do
     fi
     sleep 2
 done
+say "nic $(ip -4 -o addr show scope global 2>/dev/null | awk '{{print $2, $4}}' | head -n 1)"
+say "localhost $(getent hosts localhost | head -n 1)"
 pid=$(systemctl show -p MainPID --value "$unit")
 say "agent $unit $(systemctl is-active "$unit") restarts=$(systemctl show -p NRestarts --value "$unit") user=$(ps -o user= -p "${{pid:-0}}" 2>/dev/null)"
 say "agent-read $(grep -o -m1 'guest_id *= *[0-9a-f-]*' "$log" 2>/dev/null)"
 say "agent-log $(grep -v DEBUG "$log" 2>/dev/null | tail -n 2 | cut -c1-160 | tr '\\n' '|')"
 say "datastore $name $store $(systemctl is-active "$store" 2>/dev/null)"
-if [ -n "$image" ]; then
+images=$(awk 'NF == 3 {{ print $3 }}' /etc/trove/datastore 2>/dev/null)
+if [ -z "$images" ]; then
+    # The database itself must answer, not only a wrapper unit be active.
+    case $name in
+        postgresql) q=$(cd / && runuser -u postgres -- psql -tAc 'select 40+2' 2>&1) ;;
+        mysql|mariadb|percona) q=$(mysql -N -e 'select 40+2' 2>&1) ;;
+        redis) q=$(redis-cli eval 'return 40+2' 0 2>&1) ;;
+        *) q="no query known for $name" ;;
+    esac
+    say "dbquery $name $(echo "$q" | tail -n 1 | cut -c1-150)"
+fi
+for image in $images; do
     say "image $image $(docker image inspect --format '{{{{.Id}}}}' "$image" 2>/dev/null | cut -c1-19 || true)"
     if err=$(docker run --rm --network none --entrypoint true "$image" 2>&1); then r=ok; else r="failed: $(echo "$err" | tail -n 1 | cut -c1-150)"; fi
     say "image-run $image $r"
+done
+if [ -n "$images" ]; then
+    # When a first-boot preload finished (0: none ran), in seconds since boot.
+    t=$(systemctl show -p ExecMainExitTimestampMonotonic --value trove-preload-images.service 2>/dev/null)
+    say "image-timing preloaded_at=$(awk -v t="${{t:-0}}" 'BEGIN {{ printf "%.1f", t / 1e6 }}')s probe_at=$(cut -d' ' -f1 /proc/uptime)s"
 fi
 say "datasource $(grep -ho '"datasource": "[^"]*"' /run/cloud-init/status.json /run/cloud-init/result.json 2>/dev/null | head -1)"
 say "done"
+# While Trove drives the guest, its agent's log (but debug lines) goes to the
+# console, so that a failed call is shown with the agent's own words. A unit
+# of its own, as cloud-init waits for what its scripts leave running.
+[ "@FOLLOW@" = yes ] && systemd-run --quiet --unit=factory-verify-agent-log sh -c \
+    "tail -n 0 -F '$log' | grep --line-buffered -v DEBUG | sed -u 's/^/{MARK} agent-log: /' > /dev/ttyS0"
+exit 0
 """
 
 
@@ -78,6 +105,7 @@ class Report:
     seconds: float
     console: Path
     checks: list[Check] = field(default_factory=list)
+    calls: Path | None = None  # the JSON report of the calls a driver made
 
     @property
     def passed(self) -> bool:
@@ -109,8 +137,17 @@ AGENT_CONF = (
 VOLUME_SIZE = "1G"
 
 
-def config_drive(dest: Path, guest_info_text: str, with_files: bool = True, logdir: str = "/var/log/trove") -> Path:
-    """An ISO9660 ConfigDrive, as Nova builds it."""
+GUEST_INFO_PATH = "/etc/trove/conf.d/guest_info.conf"
+AGENT_CONF_PATH = "/etc/trove/conf.d/trove-guestagent.conf"
+
+
+def probe(logdir: str, follow_agent_log: bool = False) -> str:
+    return PROBE.replace("@LOGDIR@", logdir).replace("@FOLLOW@", "yes" if follow_agent_log else "no")
+
+
+def config_drive(dest: Path, files: dict[str, str], user_data: str) -> Path:
+    """An ISO9660 ConfigDrive, as Nova builds it: `files` become injected
+    files of meta_data.json, as Trove's TaskManager asks Nova for them."""
     if not shutil.which("genisoimage"):
         raise FactoryError("genisoimage is missing; run ./factory.sh once (it installs it) or apt-get install genisoimage")
     root = dest.parent / "config-drive"
@@ -125,32 +162,33 @@ def config_drive(dest: Path, guest_info_text: str, with_files: bool = True, logd
         "availability_zone": "nova",
         "files": [],
     }
-    if with_files:
-        (root / "openstack" / "content" / "0000").write_text(guest_info_text)
-        (root / "openstack" / "content" / "0001").write_text(AGENT_CONF)
-        meta["files"] += [{"path": "/etc/trove/conf.d/guest_info.conf", "content_path": "/content/0000"},
-                          {"path": "/etc/trove/conf.d/trove-guestagent.conf", "content_path": "/content/0001"}]
+    for i, (path, content) in enumerate(files.items()):
+        (root / "openstack" / "content" / f"{i:04d}").write_text(content)
+        meta["files"].append({"path": path, "content_path": f"/content/{i:04d}"})
     (latest / "meta_data.json").write_text(json.dumps(meta))
     (latest / "network_data.json").write_text(json.dumps({
         "links": [{"id": "tap0", "type": "phy", "ethernet_mac_address": MAC, "mtu": 1500}],
         "networks": [{"id": "net0", "type": "ipv4_dhcp", "link": "tap0", "network_id": "net0"}],
         "services": [],
     }))
-    (latest / "user_data").write_text(PROBE.replace("@LOGDIR@", logdir))
+    (latest / "user_data").write_text(user_data)
     (latest / "vendor_data.json").write_text("{}")
     subprocess.run(["genisoimage", "-quiet", "-o", str(dest), "-V", "config-2", "-r", "-J", str(root)], check=True)
     return dest
 
 
-def _qemu_cmd(overlay: Path, drive: Path, volume: Path, console: Path, accel: str, memory: int) -> list[str]:
+def _qemu_cmd(overlay: Path, drive: Path, volume: Path, console: Path, accel: str, memory: int,
+              forwards: tuple[str, ...] = ()) -> list[str]:
+    # restrict=on: the guest gets DHCP but reaches nothing outside, except
+    # through the forwards given (the message queue, the datastore's port).
+    netdev = ",".join(["user,id=n0,restrict=on", *forwards])
     cmd = ["qemu-system-x86_64", "-nographic", "-no-reboot", "-m", str(memory), "-smp", "2",
            "-drive", f"file={overlay},if=virtio,format=qcow2",
            # The instance's data volume (/dev/vdb), as Trove attaches one: the
            # agent formats and mounts it when it starts.
            "-drive", f"file={volume},if=virtio,format=qcow2",
            "-drive", f"file={drive},media=cdrom,readonly=on",
-           # restrict=on: the guest gets DHCP but reaches nothing outside.
-           "-netdev", "user,id=n0,restrict=on", "-device", f"virtio-net-pci,netdev=n0,mac={MAC}",
+           "-netdev", netdev, "-device", f"virtio-net-pci,netdev=n0,mac={MAC}",
            "-serial", f"file:{console}", "-monitor", "none", "-display", "none"]
     if accel == "kvm":
         cmd += ["-accel", "kvm", "-cpu", "host"]
@@ -163,27 +201,23 @@ def _kvm_usable() -> bool:
     return os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 
-def _boot(cmd: list[str], console: Path, deadline: float, first_output_within: float | None) -> str:
-    """Run qemu until the probe says done or the deadline passes. Returns
-    "done", "exited", "timeout", or "silent" when probing KVM and the guest
-    printed no kernel line in time (or qemu gave up at once)."""
-    console.write_text("")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    started = time.monotonic()
+def _die_with_parent() -> None:
+    """In the child before exec: the kernel kills qemu when the factory dies,
+    even by SIGKILL (prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+
+
+@contextmanager
+def _qemu(cmd: list[str]) -> Iterator[subprocess.Popen]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_die_with_parent)
+    record = owners.record(owners.PROCESS, proc.pid, thing_pid=proc.pid)
     try:
-        while time.monotonic() < deadline:
-            text = console.read_text(errors="replace")
-            if f"{MARK} done" in text:
-                return "done"
-            if proc.poll() is not None:
-                if first_output_within and "Linux version" not in text:
-                    return "silent"
-                return "exited"
-            if first_output_within and time.monotonic() - started > first_output_within and "Linux version" not in text:
-                return "silent"
-            time.sleep(1)
-        return "timeout"
+        yield proc
     finally:
+        owners.forget(record)
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -191,6 +225,25 @@ def _boot(cmd: list[str], console: Path, deadline: float, first_output_within: f
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _wait(proc: subprocess.Popen, console: Path, deadline: float, first_output_within: float | None) -> str:
+    """Wait until the probe says done or the deadline passes. Returns "done",
+    "exited", "timeout", or "silent" when probing KVM and the guest printed no
+    kernel line in time (or qemu gave up at once)."""
+    started = time.monotonic()
+    while time.monotonic() < deadline:
+        text = console.read_text(errors="replace")
+        if f"{MARK} done" in text:
+            return "done"
+        if proc.poll() is not None:
+            if first_output_within and "Linux version" not in text:
+                return "silent"
+            return "exited"
+        if first_output_within and time.monotonic() - started > first_output_within and "Linux version" not in text:
+            return "silent"
+        time.sleep(1)
+    return "timeout"
 
 
 def _line(text: str, pattern: str) -> str | None:
@@ -228,18 +281,38 @@ def evaluate(console_text: str, expected_guest_info: str, guest: Guest) -> list[
     check(f"guest agent runs as {guest.user}", rf"{MARK} agent ", lambda l: l.endswith(f"user={guest.user}"))
     guest_id = re.search(r"guest_id=(\S+)", expected_guest_info).group(1)
     check("guest agent read guest_info.conf (its log names the guest_id)", rf"{MARK} agent-read", lambda l: guest_id in l)
+    check("NIC has an address from DHCP", rf"{MARK} nic ", lambda l: re.search(r"\d+\.\d+\.\d+\.\d+/", l))
+    check("localhost resolves", rf"{MARK} localhost ", lambda l: "127.0.0.1" in l or "::1" in l)
     check("datastore service active", rf"{MARK} datastore ", lambda l: l.endswith(" active"))
-    if _line(console_text, rf"{MARK} image "):
-        check("preloaded datastore image in the guest's engine", rf"{MARK} image ", lambda l: "sha256:" in l)
-        check("preloaded datastore image starts", rf"{MARK} image-run ", lambda l: l.endswith(" ok"))
+    if _line(console_text, rf"{MARK} dbquery "):
+        check("database answers select 40+2 in the guest", rf"{MARK} dbquery ", lambda l: l.endswith(" 42"))
+    for image in dict.fromkeys(re.findall(rf"{MARK} image (\S+)", console_text)):
+        at = re.escape(image)
+        check(f"preloaded datastore image in the guest's engine: {image}", rf"{MARK} image {at} ", lambda l: "sha256:" in l)
+        check(f"preloaded datastore image starts: {image}", rf"{MARK} image-run {at} ", lambda l: l.endswith(" ok"))
     return checks
 
 
+class Driver(Protocol):
+    """Something that drives the booted guest (factory/conformance.py: Trove)."""
+
+    forwards: tuple[str, ...]
+    report_path: Path
+
+    def delivery(self, guest_info_text: str, guest: Guest) -> tuple[dict[str, str], str]:
+        """The ConfigDrive's injected files and the user data."""
+
+    def drive(self, console: Path) -> list[Check]:
+        """Called once the probe is done, while the guest still runs."""
+
+
 def verify(image: Path, guest: Guest, timeout: int = 600, memory: int = 1536,
-           accel: str = "auto", console_path: Path | None = None, guest_info_file: bool = True) -> Report:
+           accel: str = "auto", console_path: Path | None = None, guest_info_file: bool = True,
+           driver: Driver | None = None) -> Report:
     """Boot and check. guest_info_file=False boots with a ConfigDrive that carries
     no guest_info.conf (as when Nova discards injected files): the agent must
-    then stay down, and the report shows it did."""
+    then stay down, and the report shows it did. A driver then drives the
+    running guest and adds its checks."""
     image = image.resolve()
     if not image.is_file():
         raise FactoryError(f"{image} not found; give the path of a built image (.qcow2)")
@@ -248,38 +321,58 @@ def verify(image: Path, guest: Guest, timeout: int = 600, memory: int = 1536,
     console = console_path or image.with_name(image.name + ".console.log")
     started = time.monotonic()
     info = guest_info(guest.datastore, guest.version)
-    with tempfile.TemporaryDirectory(prefix="factory-verify-") as tmp:
-        tmpdir = Path(tmp)
+    if driver:
+        files, user_data = driver.delivery(info, guest)
+    else:
+        files = {GUEST_INFO_PATH: info, AGENT_CONF_PATH: AGENT_CONF} if guest_info_file else {}
+        user_data = probe(guest.logdir)
+    driven: list[Check] = []
+    with owners.temporary_folder("factory-verify-") as tmpdir:
         fmt = "qcow2" if image.suffix == ".qcow2" else "raw"
         overlay = tmpdir / "overlay.qcow2"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", fmt, str(overlay)], check=True)
-        drive = config_drive(tmpdir / "config-2.iso", info, with_files=guest_info_file, logdir=guest.logdir)
+        drive = config_drive(tmpdir / "config-2.iso", files, user_data)
         volume = tmpdir / "volume.qcow2"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(volume), VOLUME_SIZE], check=True)
-        chosen = accel
-        if accel == "auto":
-            chosen = "kvm" if _kvm_usable() else "tcg"
-        deadline = time.monotonic() + timeout
+        chosen = "kvm" if accel == "auto" and _kvm_usable() else ("tcg" if accel == "auto" else accel)
         _log.info("booting", image=image.name, accel=chosen, timeout=timeout)
-        outcome = _boot(_qemu_cmd(overlay, drive, volume, console, chosen, memory), console, deadline,
-                        KVM_PROBE_SECONDS if (chosen == "kvm" and accel == "auto") else None)
-        if outcome == "silent":
+        for attempt in ("first", "fallback"):
+            # A fresh overlay and volume each time: a guest leaves its marks.
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", fmt, str(overlay)], check=True)
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(volume), VOLUME_SIZE], check=True)
+            console.write_text("")
+            probing_kvm = attempt == "first" and chosen == "kvm" and accel == "auto"
+            with _qemu(_qemu_cmd(overlay, drive, volume, console, chosen, memory,
+                                 driver.forwards if driver else ())) as proc:
+                outcome = _wait(proc, console, time.monotonic() + timeout, KVM_PROBE_SECONDS if probing_kvm else None)
+                if outcome == "done" and driver:
+                    driven = driver.drive(console)
+            if outcome != "silent":
+                break
             _log.info("KVM is present but the guest printed nothing; falling back to emulation (TCG)")
             chosen = "tcg"
-            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image), "-F", fmt, str(overlay)], check=True)
-            outcome = _boot(_qemu_cmd(overlay, drive, volume, console, chosen, memory), console, time.monotonic() + timeout, None)
         if outcome == "timeout":
             _log.warning("time limit reached before the guest finished its checks", seconds=timeout)
     text = console.read_text(errors="replace")
-    report = Report(image=image, accel=chosen, seconds=time.monotonic() - started, console=console,
-                    checks=evaluate(text, info, guest))
-    return report
+    return Report(image=image, accel=chosen, seconds=time.monotonic() - started, console=console,
+                  checks=evaluate(text, info, guest) + driven, calls=driver.report_path if driven else None)
 
 
 def guest_from_manifest(man: dict) -> Guest:
+    """The guest as Trove would know it. In container mode the datastore
+    version is the preloaded image's tag: the agent runs `<image>:<version>`.
+    The guest_info a booted instance gets names one datastore (Trove's own
+    instance's): a guest preloaded with several datastores' images is checked
+    as the first, the generic guest (no image) with the first datastore whose
+    image the factory knows."""
+    from factory.layers import load_container_images
+
     target = man["target"]
     env = dict(target.get("env") or {})
-    return Guest(datastore=target["datastore"], version=target.get("datastore_version"),
+    datastore = (target.get("datastore") or next(iter(load_container_images()))).split(",")[0]
+    version = target.get("datastore_version")
+    images = man.get("datastore_images") or []
+    if not version and images:
+        version = images[0]["image"].rsplit(":", 1)[-1]
+    return Guest(datastore=datastore, version=version,
                  user=env.get("GUEST_USERNAME", "trove"), logdir=env.get("GUEST_LOGDIR", "/var/log/trove"))
 
 
@@ -299,3 +392,5 @@ def print_report(report: Report) -> None:
         console = Console(width=220)
     console.print(table)
     console.print(f"console log: {report.console}")
+    if report.calls:
+        console.print(f"Trove's calls: {report.calls}")

@@ -16,7 +16,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 # 1. Debian packages the host needs. With --test, also the servers the tests
 #    run for real: Swift with s3api (S3/Swift publish, layer cache), Glance,
 #    and an OCI registry (layer cache).
-packages=(docker.io mmdebstrap debootstrap qemu-utils qemu-system-x86 genisoimage python3 python3-venv
+packages=(docker.io mmdebstrap debootstrap qemu-utils qemu-system-x86 genisoimage python3 python3-venv rabbitmq-server socat
           ca-certificates e2fsprogs dosfstools util-linux)
 test_packages=(swift swift-proxy swift-object swift-container swift-account memcached glance-api docker-registry)
 [ -n "$extra" ] && packages+=("${test_packages[@]}")
@@ -41,7 +41,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$status" = 0 ] || exit "$status"
     # Should a daemon have started all the same, stop it through its own init
     # script (which goes by its pid file, so the tests' servers are left alone).
-    for script in /etc/init.d/memcached /etc/init.d/glance-api /etc/init.d/docker-registry /etc/init.d/swift-*; do
+    # rabbitmq-server's postinst starts Erlang's port mapper (epmd, on every
+    # interface) despite the policy; verify runs its own on 127.0.0.1.
+    if [[ " ${missing[*]} " == *" rabbitmq-server "* ]] && command -v epmd >/dev/null; then
+        epmd -kill >/dev/null 2>&1 || true
+    fi
+    for script in /etc/init.d/rabbitmq-server /etc/init.d/memcached /etc/init.d/glance-api /etc/init.d/docker-registry /etc/init.d/swift-*; do
         [ -x "$script" ] && "$script" status >/dev/null 2>&1 && as_root "$script" stop >/dev/null 2>&1 || true
     done
 fi

@@ -14,7 +14,7 @@ import subprocess
 import docker
 from docker.errors import DockerException
 
-from factory.errors import FactoryError
+from factory.errors import FactoryError, Unavailable
 
 
 @functools.lru_cache(maxsize=1)
@@ -24,7 +24,7 @@ def client() -> docker.DockerClient:
         c.ping()
     except DockerException as e:
         host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise FactoryError(
+        raise Unavailable(
             f"no container engine answers at {host}; start dockerd (./factory.sh does) or set DOCKER_HOST"
         ) from e
     return c
@@ -69,3 +69,18 @@ def run_output(image: str, command: list[str], **kwargs) -> bytes:
         return out
     finally:
         container.remove(force=True)
+
+
+def registry_answers(ref: str) -> bool:
+    """The image's registry answers (a manifest look-up, no download). An
+    image of that name in the local store does not count: it may be one built
+    here from another distro's archive under the same tag."""
+    from factory import log
+
+    try:
+        client().api.inspect_distribution(ref)
+        return True
+    except docker.errors.APIError as e:
+        log.get("containers").debug("no registry answers", image=ref,
+                                    reason=str(getattr(e, "explanation", "") or e).splitlines()[0])
+        return False

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from factory import disk_image
 from factory import manifest as manifests
 from factory.errors import FactoryError
 
@@ -50,9 +51,10 @@ class Artifact:
         postgresql 15+248 -> 15."""
         if self.target.get("datastore_version"):
             return self.target["datastore_version"]
-        image = (self.target.get("env") or {}).get("DATASTORE_IMAGE", "")
-        if self.datastore_mode() == "container" and ":" in image.rsplit("/", 1)[-1]:
-            return image.rsplit(":", 1)[1]
+        images = (self.target.get("env") or {}).get("DATASTORE_IMAGE", "").split()
+        if self.datastore_mode() == "container":  # one version only when the guest carries one image
+            image = images[0] if len(images) == 1 else ""
+            return image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else None
         datastore = self.target["datastore"]
         for layer in self.manifest.get("layers", []):
             if layer.get("layer") != "datastore":
@@ -122,4 +124,5 @@ def load(path: Path) -> Artifact:
                         sha256=info["sha256"], bytes=info["bytes"])
     if not artifact.checksum_path.exists():
         raise FactoryError(f"{artifact.checksum_path.name} is missing beside {image.name}; rebuild the artifact")
+    disk_image.check(image, fmt, artifact.sha256)
     return artifact

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 
 from factory import log
-from factory.errors import FactoryError
+from factory.errors import FactoryError, PublishFailed
 from factory.publish import Options, Published, cloud, failure, stream, targets
 from factory.publish.artifact import Artifact
 
@@ -42,13 +42,21 @@ def properties(artifact: Artifact, extra: dict[str, str]) -> dict[str, str]:
         props["trove_datastore_version"] = version
     if artifact.datastore_mode():
         props["trove_datastore_mode"] = artifact.datastore_mode()
+    for image in artifact.manifest.get("datastore_images") or []:
+        # Which image the guest preloads, where it came from, its content.
+        props["trove_datastore_image"] = image["image"]
+        props["trove_datastore_image_source"] = image["source"]
+        if image.get("id"):
+            props["trove_datastore_image_id"] = image["id"]
+        if image.get("digest"):
+            props["trove_datastore_image_digest"] = image["digest"]
     if "qemu-guest-agent" in artifact.packages():
         props["hw_qemu_guest_agent"] = "yes"
     return {**props, **extra}
 
 
 def tags(artifact: Artifact) -> list[str]:
-    return ["trove", artifact.target["datastore"]]
+    return ["trove", *(d for d in artifact.target["datastore"].split(",") if d)]
 
 
 def trove_command(artifact: Artifact, image_id: str) -> str:
@@ -98,12 +106,12 @@ def _upload(api, artifact: Artifact, name: str, props: dict[str, str], visibilit
         reader.check(artifact.sha256, "glance")
         got = api.get_image(image.id)
         if got.status != "active":
-            raise FactoryError(f"Glance left image {image.id} '{got.status}' after the upload; publish again")
+            raise PublishFailed(f"Glance left image {image.id} '{got.status}' after the upload; publish again")
         # What Glance hashed is what was read: md5 always, os_hash_value with its algorithm.
         if got.checksum and got.checksum != reader.md5.hexdigest():
-            raise FactoryError(f"Glance's md5 of image {image.id} is not the one sent; publish again")
+            raise PublishFailed(f"Glance's md5 of image {image.id} is not the one sent; publish again")
         if got.hash_algo == "sha512" and got.hash_value != reader.sha512.hexdigest():
-            raise FactoryError(f"Glance's sha512 of image {image.id} is not the one sent; publish again")
+            raise PublishFailed(f"Glance's sha512 of image {image.id} is not the one sent; publish again")
     except FactoryError:
         api.delete_image(image.id, ignore_missing=True)
         raise

@@ -3,8 +3,10 @@ stores, every file written under a .part name and renamed when complete."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from factory import owners
 from factory.publish import Options, Published, failure, stream, targets
 from factory.publish.artifact import Artifact
 
@@ -28,20 +30,24 @@ def publish(artifact: Artifact, target: targets.Directory, opts: Options) -> Pub
     names = artifact.object_names("")
     dest, checksum = folder / names["image"], folder / names["checksum"]
     try:
-        (folder / names["latest"]).parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
         uploaded = not _same_image(dest, checksum, artifact)
         if uploaded:
-            partial = dest.with_name(dest.name + ".part")
-            try:
-                with stream.reading(artifact.image, artifact.bytes, str(folder)) as reader, open(partial, "wb") as out:
-                    for chunk in reader.chunks(_CHUNK):
-                        out.write(chunk)
-                    reader.check(artifact.sha256, str(folder))
-                partial.rename(dest)
-            finally:
-                partial.unlink(missing_ok=True)
+            # Hidden and recorded: a killed upload leaves no file that looks
+            # like an image, and the next factory command removes it.
+            partial = folder / f".{dest.name}.part-{os.getpid()}"
+            with owners.held(owners.FOLDER, partial):
+                try:
+                    with stream.reading(artifact.image, artifact.bytes, str(folder)) as reader, open(partial, "wb") as out:
+                        for chunk in reader.chunks(_CHUNK):
+                            out.write(chunk)
+                        reader.check(artifact.sha256, str(folder))
+                    partial.rename(dest)
+                finally:
+                    partial.unlink(missing_ok=True)
         _write(checksum, artifact.checksum_path.read_bytes())
         _write(folder / names["manifest"], artifact.manifest_path.read_bytes())
+        (folder / names["latest"]).parent.mkdir(parents=True, exist_ok=True)
         _write(folder / names["latest"], artifact.latest_pointer({k: names[k] for k in ("image", "checksum", "manifest")}))
     except OSError as e:
         raise failure(str(folder), e, "check the folder exists or can be made, and is writable") from e

@@ -8,7 +8,7 @@ import base64
 import contextlib
 import hashlib
 
-from factory.errors import FactoryError
+from factory.errors import PublishFailed
 from factory.publish import Options, Published, failure, stream, targets
 from factory.publish.artifact import Artifact
 from factory.s3client import s3_client
@@ -20,7 +20,7 @@ def _md5_header(digest: bytes) -> str:
 
 def _expect_etag(got: str, want: str, key: str) -> None:
     if got.strip('"') != want:
-        raise FactoryError(f"the server's checksum of {key} ({got.strip(chr(34))}) is not the one sent ({want}); "
+        raise PublishFailed(f"the server's checksum of {key} ({got.strip(chr(34))}) is not the one sent ({want}); "
                            "publish again")
 
 
@@ -83,7 +83,7 @@ def _upload_image(s3, bucket: str, key: str, artifact: Artifact, part_size: int)
         # S3's ETag of a multipart object: md5 of the parts' md5s, "-", their count.
         try:
             _expect_etag(r["ETag"], f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(parts)}", key)
-        except FactoryError:
+        except PublishFailed:
             s3.delete_object(Bucket=bucket, Key=key)  # never a wrong object under the image's name
             raise
 

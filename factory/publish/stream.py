@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from factory import log
-from factory.errors import FactoryError
+from factory.errors import PublishFailed
 
 _log = log.get("factory.publish")
 
@@ -51,7 +51,7 @@ class Reader:
     def check(self, sha256: str, where: str) -> None:
         """The bytes read were the ones the manifest describes."""
         if self.sha256.hexdigest() != sha256:
-            raise FactoryError(f"the image changed while it was published to {where} (its sha256 no longer matches "
+            raise PublishFailed(f"the image changed while it was published to {where} (its sha256 no longer matches "
                                "the manifest); nothing was kept there; rebuild the artifact")
 
 

@@ -10,7 +10,7 @@ import hashlib
 import json
 from urllib.parse import quote
 
-from factory.errors import FactoryError
+from factory.errors import PublishFailed
 from factory.publish import Options, Published, cloud, failure, stream, targets
 from factory.publish.artifact import Artifact
 
@@ -78,7 +78,7 @@ def _upload_image(store, container: str, name: str, artifact: Artifact, part_siz
     got = _ok(store.head(_path(container, name))).headers.get("Etag", "").strip('"')
     if got != want:
         store.delete(_path(container, name) + "?multipart-manifest=delete")  # the object and its segments
-        raise FactoryError(f"Swift's checksum of {where} ({got}) is not the one sent ({want}); nothing was kept; "
+        raise PublishFailed(f"Swift's checksum of {where} ({got}) is not the one sent ({want}); nothing was kept; "
                            "publish again")
 
 

@@ -1,25 +1,87 @@
-"""A build's remote caches: pull a missing layer from the first that has it,
-push what the destination lacks. A cache that fails is a warning and the build
+"""A build's remote caches: which ones (flags, FACTORY_CACHE_* variables,
+factory.yaml's `cache:`), the store each URL opens, pulling a missing layer
+from the first that has it, pushing what the destination lacks. A cache that fails is a warning and the build
 goes on locally, unless the settings make the cache required."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import botocore.exceptions
 import docker
 import requests
+import yaml
 
 from factory import log
-from factory.config import CacheSettings
-from factory.errors import FactoryError
-from factory.store.remote import Refused, RemoteStore, Transfer, Unreachable, first_line, open_store
+from factory.config import read_config_file
+from factory.errors import FactoryError, Unavailable
+from factory.store.remote import Refused, RemoteStore, RemoteURL, Transfer, Unreachable, first_line, parse_url
 
 _log = log.get("cache")
 # What a store that cannot be used raises, besides Unreachable (refusals, or a
 # server that says no, e.g. to credentials).
 _FAILURES = (FactoryError, docker.errors.DockerException, requests.RequestException,
              botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Where layers are pulled from (in order) and pushed to."""
+
+    sources: tuple[str, ...] = ()
+    destination: str | None = None
+    required: bool = False
+    s3_endpoint_url: str | None = None
+
+
+_CACHE_KEYS = {"from": "sources", "to": "destination", "required": "required", "s3_endpoint_url": "s3_endpoint_url"}
+
+
+def _cache_file_values(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    read_config_file(path)  # the whole file is checked, as for a build
+    raw = (yaml.safe_load(path.read_text()) or {}).get("cache") or {}
+    if not isinstance(raw, dict):
+        raise FactoryError(f"{path}: 'cache' is a mapping with from, to, required, s3_endpoint_url")
+    unknown = {str(k).replace("-", "_") for k in raw} - set(_CACHE_KEYS)
+    if unknown:
+        raise FactoryError(f"{path}: cache: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(_CACHE_KEYS)}")
+    return {_CACHE_KEYS[str(k).replace("-", "_")]: v for k, v in raw.items()}
+
+
+def _listed(value) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value or "").replace(",", " ").split()
+    return tuple(str(i) for i in items if str(i).strip())
+
+
+def cache_settings(sources: list[str], destination: str | None, required: bool, s3_endpoint_url: str | None,
+                   config: Path | None = None, environ: dict[str, str] | None = None) -> CacheSettings:
+    """Flags win over FACTORY_CACHE_* variables, which win over factory.yaml's `cache:`."""
+    env = os.environ if environ is None else environ
+    file = _cache_file_values(config)
+    settings = CacheSettings(
+        sources=_listed(sources) or _listed(env.get("FACTORY_CACHE_FROM")) or _listed(file.get("sources")),
+        destination=destination or env.get("FACTORY_CACHE_TO") or file.get("destination") or None,
+        required=required or env.get("FACTORY_CACHE_REQUIRED", "").lower() in ("1", "true", "yes") or bool(file.get("required")),
+        s3_endpoint_url=s3_endpoint_url or env.get("FACTORY_S3_ENDPOINT_URL") or file.get("s3_endpoint_url") or None,
+    )
+    for url in (*settings.sources, *([settings.destination] if settings.destination else [])):
+        parse_url(url)
+    return settings
+
+
+def open_store(url: RemoteURL | str, s3_endpoint_url: str | None = None) -> RemoteStore:
+    url = parse_url(url) if isinstance(url, str) else url
+    if url.kind == "oci":
+        from factory.store.oci import OciStore
+
+        return OciStore(url)
+    from factory.store.s3 import S3Store
+
+    return S3Store(url, endpoint_url=s3_endpoint_url)
 
 
 @dataclass
@@ -37,7 +99,7 @@ class RemoteCache:
     def _failed(self, url: str, e: BaseException) -> None:
         reason = first_line(e)
         if self.settings.required:
-            raise FactoryError(f"cache {url} failed ({reason}); it is required (--cache-required): check it or drop the flag")
+            raise Unavailable(f"cache {url} failed ({reason}); it is required (--cache-required): check it or drop the flag")
         _log.warning("cache unreachable; going on without it", cache=url, reason=reason)
         self.down.add(url)
 

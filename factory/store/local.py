@@ -10,9 +10,8 @@ from datetime import datetime
 import docker
 
 from factory.engine.docker import client
-from factory.engine.layer import LABEL
 from factory.errors import FactoryError
-from factory.plan import LAYER_REPO
+from factory.stored import LABEL, layer_tag
 from factory.store.prune import parse_age, prunable
 
 
@@ -42,7 +41,7 @@ def _created(image) -> float:
 def layer_image(key: str):
     """The engine's image of a layer in the local store."""
     try:
-        return client().images.get(f"{LAYER_REPO}:{key}")
+        return client().images.get(layer_tag(key))
     except docker.errors.ImageNotFound as e:
         raise FactoryError(f"layer {key[:16]} is not in the local store; build it first") from e
 
@@ -52,13 +51,13 @@ def list_layers() -> list[StoredLayer]:
     for image in client().images.list(filters={"label": f"{LABEL}.key"}):
         labels = image.labels or {}
         key = labels.get(f"{LABEL}.key", "")
-        if f"{LAYER_REPO}:{key}" not in image.tags:
+        if layer_tag(key) not in image.tags:
             continue
         parent_size = 0
         parent = labels.get(f"{LABEL}.parent", "")
         if parent:
             try:
-                parent_size = client().images.get(f"{LAYER_REPO}:{parent}").attrs.get("Size", 0)
+                parent_size = client().images.get(layer_tag(parent)).attrs.get("Size", 0)
             except docker.errors.ImageNotFound:
                 parent_size = 0
         rows.append(StoredLayer(
@@ -113,9 +112,23 @@ def _untag(keys: set[str], rows: list[StoredLayer]) -> list[str]:
         depth[r.key] = d
     removed = []
     for key in sorted(keys, key=lambda k: -depth.get(k, 0)):
-        client().images.remove(f"{LAYER_REPO}:{key}")
+        _untag_name(by_key[key])
+        client().images.remove(layer_tag(key))
         removed.append(f"{by_key[key].layer} {key}")
     return removed
+
+
+def _untag_name(row: StoredLayer) -> None:
+    """A datastore image also carries the name the agent runs (postgres:15):
+    that tag goes too while it still names this image, so the bytes are freed."""
+    name = (client().images.get(row.image_id).labels or {}).get(f"{LABEL}.image")
+    if not name:
+        return
+    try:
+        if client().images.get(name).id == row.image_id:
+            client().images.remove(name)
+    except docker.errors.ImageNotFound:
+        pass
 
 
 def remove(prefixes: list[str]) -> list[str]:

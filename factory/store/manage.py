@@ -7,7 +7,8 @@ import time
 from factory.errors import FactoryError
 from factory.store import local
 from factory.store.prune import parse_age, prunable
-from factory.store.remote import RemoteLayer, open_store
+from factory.store.cache import open_store
+from factory.store.remote import RemoteLayer
 
 
 def list_layers(url: str, s3_endpoint_url: str | None) -> list[RemoteLayer]:

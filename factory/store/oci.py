@@ -20,10 +20,9 @@ import requests
 
 from factory import log
 from factory.engine.docker import client
-from factory.engine.layer import LABEL
 from factory.errors import FactoryError
+from factory.stored import LABEL, LAYER_REPO
 from factory.locks import host_lock
-from factory.plan import LAYER_REPO
 from factory.store.local import layer_image
 from factory.store.progress import TransferProgress
 from factory.store.remote import Refused, RemoteLayer, RemoteURL, RetryPolicy, Transfer, first_line, parse_created

@@ -40,14 +40,17 @@ class RemoteURL:
 def parse_url(text: str) -> RemoteURL:
     scheme, sep, rest = text.strip().partition("://")
     if not sep or scheme not in ("oci", "s3"):
-        raise FactoryError(f"cache '{text}' is not a cache URL; use oci://HOST[:PORT]/REPO or s3://BUCKET/PREFIX")
+        raise FactoryError(f"cache '{text}' is not a cache URL; use oci://HOST[:PORT]/REPO or s3://BUCKET/PREFIX, "
+                           "e.g. oci://127.0.0.1:5000/factory/layers or s3://my-bucket/factory/layers")
     host, _, path = rest.partition("/")
     path = path.strip("/")
     if "@" in host:
         safe = f"{scheme}://{host.rpartition('@')[2]}/{path}"
         raise FactoryError(f"cache '{safe}' carries credentials; use `docker login` or the AWS configuration instead")
     if not host:
-        raise FactoryError(f"cache '{text}' names no {'registry' if scheme == 'oci' else 'bucket'}")
+        example = "oci://127.0.0.1:5000/factory/layers" if scheme == "oci" else "s3://my-bucket/factory/layers"
+        raise FactoryError(f"cache '{text}' names no {'registry' if scheme == 'oci' else 'bucket'}; "
+                           f"a valid one looks like {example}")
     if scheme == "oci" and (not path or path != path.lower() or "//" in path):
         raise FactoryError(f"cache '{text}': give a lowercase repository, e.g. oci://{host}/factory/layers")
     return RemoteURL(scheme, host, path)
@@ -110,7 +113,9 @@ class RetryPolicy:
                     raise
                 if attempt == len(pauses):
                     raise Unreachable(f"{what}: {first_line(e)}") from e
-                _log.info("retrying", what=what, seconds=pauses[attempt], reason=first_line(e))
+                # Debug only: a cache that stays down is reported once, by
+                # its caller, as a warning or (when required) the error.
+                _log.debug("retrying", what=what, seconds=pauses[attempt], reason=first_line(e))
                 sleep(pauses[attempt])
         raise Unreachable(f"{what}: no attempt made")
 
@@ -128,14 +133,3 @@ def first_line(e: BaseException) -> str:
     (not the URL of the engine call that carried them)."""
     text = str(getattr(e, "explanation", None) or e)
     return (text.strip().splitlines() or [type(e).__name__])[0][:300]
-
-
-def open_store(url: RemoteURL | str, s3_endpoint_url: str | None = None) -> RemoteStore:
-    url = parse_url(url) if isinstance(url, str) else url
-    if url.kind == "oci":
-        from factory.store.oci import OciStore
-
-        return OciStore(url)
-    from factory.store.s3 import S3Store
-
-    return S3Store(url, endpoint_url=s3_endpoint_url)

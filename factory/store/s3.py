@@ -34,9 +34,8 @@ from boto3.s3.transfer import TransferConfig
 
 from factory import log
 from factory.engine.docker import client
-from factory.engine.layer import LABEL
 from factory.errors import FactoryError
-from factory.plan import LAYER_REPO
+from factory.stored import LABEL, layer_tag
 from factory.s3client import s3_client
 from factory.store.local import layer_image
 from factory.settings import state_dir
@@ -114,7 +113,7 @@ def load_archive(key: str, config_digest: str, config_bytes: bytes, diff_ids: li
     """A `docker load` archive, streamed: the engine reuses the layers it has,
     so only those in `files` (diff digest -> verified tarball) are included."""
     config_name = f"{config_digest.partition(':')[2]}.json"
-    manifest = json.dumps([{"Config": config_name, "RepoTags": [f"{LAYER_REPO}:{key}"],
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [layer_tag(key)],
                             "Layers": [f"{d.partition(':')[2]}/layer.tar" for d in diff_ids]}]).encode()
     for name, data in (("manifest.json", manifest), (config_name, config_bytes)):
         yield _tar_entry(name, len(data)) + data + _padding(len(data))
@@ -299,7 +298,7 @@ class S3Store:
         config_bytes = None
         sent = 0
         with _scratch() as tmp, TransferProgress(f"push {key[:12]}") as progress:
-            saved = tarfile.open(fileobj=io.BufferedReader(ExportStream(client().api.get_image(f"{LAYER_REPO}:{key}", chunk_size=_CHUNK)), _CHUNK), mode="r|")
+            saved = tarfile.open(fileobj=io.BufferedReader(ExportStream(client().api.get_image(layer_tag(key), chunk_size=_CHUNK)), _CHUNK), mode="r|")
             for member in saved:
                 is_config = member.name == f"{config_digest.partition(':')[2]}.json"
                 if not member.isfile() or not (is_config or member.name.endswith("/layer.tar")):
@@ -375,6 +374,6 @@ def _local_diffs(parent: str) -> list[str]:
     if not parent:
         return []
     try:
-        return list(client().images.get(f"{LAYER_REPO}:{parent}").attrs["RootFS"]["Layers"])
+        return list(client().images.get(layer_tag(parent)).attrs["RootFS"]["Layers"])
     except docker.errors.ImageNotFound:
         return []

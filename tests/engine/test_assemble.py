@@ -63,7 +63,8 @@ def test_unchanged_target_is_not_assembled_again(artifact):
 
 
 def test_too_small_image_size_fails_clearly_and_leaves_nothing(tmp_path, builder):
-    run = factory("build", *TARGET, "--image-size", "0.5G", "--output", str(tmp_path))
+    # Above the fixed 1G floor, below what this target's tree needs.
+    run = factory("build", *TARGET, "--image-size", "1G", "--output", str(tmp_path))
     assert run.returncode != 0
     errors = [l for l in run.stderr.splitlines() if l.startswith("error:")]
     assert errors and "too small" in errors[0] and "needs at least" in errors[0]
@@ -84,7 +85,7 @@ def test_verify_fails_clearly_on_an_image_that_does_not_boot(tmp_path):
     blank = tmp_path / "blank.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(blank), "1G"], check=True)
     run = factory("verify", str(blank), "--datastore", "postgresql", "--timeout", "45")
-    assert run.returncode == 1
+    assert run.returncode == 4  # verify failure (README: exit codes)
     assert "FAIL" in run.stdout and "no login prompt" in run.stdout
     assert (tmp_path / "blank.qcow2.console.log").exists()
 
@@ -100,7 +101,7 @@ def test_verify_reports_an_inactive_datastore(tmp_path, builder):
     assert run.returncode == 0, run.stderr[-3000:]
     manifest = run.stdout.strip().splitlines()[-1]
     run = factory("verify", manifest)
-    assert run.returncode == 1
+    assert run.returncode == 4  # verify failure (README: exit codes)
     row = {name: next(l for l in run.stdout.splitlines() if name in l) for name in ("datastore service active", "booted")}
     assert "FAIL" in row["datastore service active"]
     assert "pass" in row["booted"]
@@ -110,7 +111,7 @@ def test_verify_reports_an_inactive_datastore(tmp_path, builder):
 def test_without_guest_info_the_agent_does_not_start(artifact):
     out, manifest_path = artifact
     run = factory("verify", str(manifest_path), "--no-guest-info")
-    assert run.returncode == 1
+    assert run.returncode == 4  # verify failure (README: exit codes)
     row = {name: next(l for l in run.stdout.splitlines() if name in l)
            for name in ("booted", "guest agent service started", "datastore service active")}
     assert "pass" in row["booted"] and "pass" in row["datastore service active"]

@@ -23,6 +23,8 @@ from tests.publish.helpers import (clouds_yaml, error_lines, glance_download, gl
                                    manifest_sha256, publish as run_publish, sha256, swift_get, uploaded_events)
 from tests.servers import glance
 
+pytestmark = pytest.mark.servers  # starts a real Glance / Swift on 127.0.0.1
+
 
 @pytest.fixture
 def glance_env(glance_server, tmp_path):

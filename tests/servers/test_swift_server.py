@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import urllib.request
 
+import pytest
+
+pytestmark = pytest.mark.servers  # starts a real Swift on 127.0.0.1
+
 
 def test_s3_api_round_trip_multipart_and_bulk_delete(swift_server):
     s3 = swift_server.s3_client()

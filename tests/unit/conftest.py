@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from factory import LAYERS_DIR
-from factory.config import Target, catalog, validate
+from factory.catalog import catalog
+from factory.target import Target
+from factory.validate import validate
 from factory.elements import search_path
 
 

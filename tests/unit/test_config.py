@@ -7,18 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from factory.config import (
-    FORMATS,
-    Flags,
-    Target,
-    catalog,
-    escape_for_sed,
-    load_targets,
-    parse_env,
-    read_config_file,
-    split_formats,
-    validate,
-)
+from factory.catalog import catalog
+from factory.config import load_targets, read_config_file
+from factory.target import Flags, Target, escape_for_sed
+from factory.target_settings import FORMATS, parse_env, split_formats
+from factory.validate import validate
 from factory.elements import dib_elements_dir, search_path
 from factory.errors import FactoryError
 
@@ -71,17 +64,29 @@ def test_flags_defaults():
     assert t.env == ()
 
 
-@pytest.mark.parametrize(
-    "flags, missing",
-    [
-        (Flags(datastore="postgresql"), "--distro"),
-        (Flags(distro="debian"), "--datastore"),
-        (Flags(), "--distro"),
-    ],
-)
-def test_missing_distro_or_datastore_says_which_flag(flags, missing):
-    with pytest.raises(FactoryError, match=missing):
+@pytest.mark.parametrize("flags", [Flags(datastore="postgresql"), Flags()])
+def test_missing_distro_says_which_flag(flags):
+    with pytest.raises(FactoryError, match="--distro"):
         load_targets(flags)
+
+
+def test_container_mode_takes_no_datastore_or_several():
+    """Upstream's single-image layout: the generic guest, or several images in one."""
+    cat = catalog(search_path())
+    generic = validate(load_targets(Flags(distro="ubuntu"))[0], cat)
+    assert (generic.datastores, generic.name) == ((), "ubuntu-noble-guest")
+    both = validate(load_targets(Flags(distro="debian", datastore="postgresql,mariadb"))[0], cat)
+    assert (both.datastores, both.name) == (("postgresql", "mariadb"), "debian-bookworm-postgresql-mariadb")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (Flags(distro="debian", agent_source="pypi:13.0.1"), "a native image carries one datastore"),
+    (Flags(distro="debian", datastore="postgresql,mariadb", datastore_version="15"), "--datastore-version names one"),
+    (Flags(distro="debian", datastore="postgresql,nosuch"), "unknown datastore 'nosuch'"),
+])
+def test_several_or_no_datastores_refused_where_they_cannot_work(flags, message):
+    with pytest.raises(FactoryError, match=message):
+        validate(load_targets(flags)[0], catalog(search_path()))
 
 
 # --- factory.yaml ----------------------------------------------------------
@@ -106,6 +111,22 @@ def test_yaml_matrix_expands_as_product_with_defaults(tmp_path):
     assert combos == {("postgresql", "amd64"), ("postgresql", "arm64"), ("mariadb", "amd64"), ("mariadb", "arm64")}
     assert all(t.distro == "debian" and t.release == "bookworm" for t in targets)
     assert all(t.formats == ("qcow2", "raw") for t in targets)
+
+
+def test_yaml_datastore_image_and_several_datastores_in_one_guest(tmp_path):
+    path = write_yaml(
+        tmp_path,
+        """
+        defaults: {distro: debian, datastore_image: distro}
+        targets:
+          - {datastore: postgresql}
+          - {datastore: [postgresql, mariadb], datastore_image: null}
+        """,
+    )
+    one, both = load_targets(Flags(config=path))
+    assert (one.datastore, one.datastore_image) == ("postgresql", "distro")
+    assert (both.datastores, both.datastore_image) == (("postgresql", "mariadb"), None)
+    assert load_targets(Flags(config=path, datastore_image="postgres:16"))[0].datastore_image == "postgres:16"
 
 
 def test_yaml_targets_and_matrix_together(tmp_path):
@@ -374,7 +395,7 @@ def test_several_problems_one_line_each(cat, tmp_path):
 def test_element_env_defaults_and_derived(target):
     env = target("debian", "postgresql").element_env()
     assert env["GUEST_USERNAME"] == "trove"
-    assert env["DIB_CLOUD_INIT_DATASOURCES"] == "ConfigDrive"
+    assert env["DIB_CLOUD_INIT_DATASOURCES"] == "ConfigDrive, OpenStack"
     assert env["GUEST_LOGDIR"] == "/var/log/trove"
     assert env["ESCAPED_GUEST_LOGDIR"] == r"\/var\/log\/trove"
     assert env["SERVICE_TYPE"] == "postgresql"
@@ -430,7 +451,7 @@ def test_default_mode_follows_the_agent_release():
 def test_a_full_disk_is_one_line_that_says_what_to_do():
     import errno
 
-    from factory.cli import _host_error
+    from factory.cli_errors import host_error as _host_error
 
     line = _host_error(OSError(errno.ENOSPC, "No space left on device", "/out/x.qcow2.sha256"))
     assert "no space left" in line and "/out/x.qcow2.sha256" in line and "free space" in line

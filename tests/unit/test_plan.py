@@ -9,7 +9,7 @@ import pytest
 
 import factory.plan as plan_mod
 from factory import LAYERS_DIR
-from factory.config import Target
+from factory.target import Target
 from factory.plan import host_inputs, layer_env, plan_stack
 from factory.layers import load_stack
 
@@ -265,7 +265,7 @@ def test_layer_env_picks_declared_settings(target):
     t = target("debian", "postgresql", datastore_version="15", env={"CONTROLLER_IP": "10.0.0.1"})
     assert layer_env(base, t, {}) == {
         "ARCH": "amd64",
-        "DIB_CLOUD_INIT_DATASOURCES": "ConfigDrive",
+        "DIB_CLOUD_INIT_DATASOURCES": "ConfigDrive, OpenStack",
         "DIB_RELEASE": "bookworm",
     }
     g = layer_env(guest, t, {})
@@ -320,7 +320,7 @@ def test_engine_code_enters_every_key(plan, target, monkeypatch):
 
 
 def test_secret_values_never_appear_in_key_inputs(monkeypatch):
-    from factory.config import Target
+    from factory.target import Target
     from factory.plan import plan_stack
 
     monkeypatch.setattr("factory.plan.host_mirrors", lambda distro: {})
@@ -343,9 +343,21 @@ def test_datastore_pkg_location_path_does_not_enter_the_key(plan, target, tmp_pa
     assert k1 == k2
 
 
+def _saved_image(path, content: bytes) -> None:
+    """A file shaped as `docker save` writes one (validation opens it)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, data in (("manifest.json", b"[]"), ("layer.tar", content)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
 def test_container_mode_swaps_only_the_datastore_elements(plan, target, tmp_path):
     archive = tmp_path / "postgres.tar"
-    archive.write_bytes(b"one")
+    _saved_image(archive, b"one")
     env = {"DATASTORE_IMAGE": "postgres:16", "DATASTORE_IMAGE_ARCHIVE": str(archive)}
     native = plan(target("debian", "postgresql", env=env))
     container = plan(target("debian", "postgresql", datastore_mode="container", env=env))
@@ -353,7 +365,7 @@ def test_container_mode_swaps_only_the_datastore_elements(plan, target, tmp_path
     assert "debian-postgresql" not in layer(container, "datastore").runs
     assert keys(native)["guest"] == keys(container)["guest"]
     assert layer(container, "datastore").env["DATASTORE_MODE"] == "container"
-    archive.write_bytes(b"two")  # a new image archive: a new datastore layer, nothing else
+    _saved_image(archive, b"two")  # a new image archive: a new datastore layer, nothing else
     again = plan(target("debian", "postgresql", datastore_mode="container", env=env))
     assert keys(again)["guest"] == keys(container)["guest"]
     assert keys(again)["datastore"] != keys(container)["datastore"]

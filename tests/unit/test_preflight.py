@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from factory.config import Target
+from factory.target import Target
 from factory.errors import FactoryError
 from factory.preflight import check_mirror, mirror_urls
 from tests.conftest import closed_mirror_repos

@@ -81,6 +81,20 @@ def test_datastore_version_asked_for_wins_over_the_installed_one():
     assert glance.properties(container, {})["trove_datastore_mode"] == "container"
 
 
+def test_glance_records_the_preloaded_images_source_and_digest():
+    built = artifact(env={"DATASTORE_IMAGE": "postgres:15"})
+    built.manifest["guest_agent"] = {"datastore_mode": "container"}
+    built.manifest["datastore_images"] = [{"image": "postgres:15", "source": "distro", "id": "sha256:" + "e" * 64, "key": "f" * 64}]
+    props = glance.properties(built, {})
+    assert (props["trove_datastore_image"], props["trove_datastore_image_source"], props["trove_datastore_image_id"]) == (
+        "postgres:15", "distro", "sha256:" + "e" * 64)
+    assert props["trove_datastore_version"] == "15"
+    several = artifact(datastore="postgresql,mariadb", env={"DATASTORE_IMAGE": "postgres:15 mariadb:10.11"})
+    several.manifest["guest_agent"] = {"datastore_mode": "container"}
+    assert several.datastore_version() is None  # one guest, two versions: the operator names each
+    assert glance.tags(several) == ["trove", "postgresql", "mariadb"]
+
+
 def test_trove_command_registers_the_image_as_a_datastore_version():
     assert glance.trove_command(artifact(), "1234-abcd") == (
         "openstack datastore version create --active --version-number 15 15 postgresql postgresql 1234-abcd")

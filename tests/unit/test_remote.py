@@ -10,10 +10,9 @@ import tarfile
 
 import pytest
 
-from factory.config import CacheSettings, cache_settings
 from factory.errors import FactoryError
 from factory.store.prune import parse_age, prunable
-from factory.store.cache import RemoteCache
+from factory.store.cache import CacheSettings, RemoteCache, cache_settings
 from factory.store.remote import Refused, RemoteURL, RetryPolicy, Transfer, Unreachable, parse_created, parse_url
 from factory.store.s3 import ExportStream, Layout, check_config, load_archive, make_record, spool, unpack
 
