@@ -30,6 +30,7 @@ from factory.engine.assembly import layer_dirs_of, release_loops, run_assembler
 from factory.hashing import file_hash
 from factory.hostpaths import visible
 from factory.layers import ASSEMBLE_PHASES
+from factory.locks import host_lock
 from factory.manifest import Manifest
 from factory.plan import Plan
 from factory.trust import Trust
@@ -88,10 +89,23 @@ def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, c
     out_dir = Path(target.output).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = out_dir / f"{name}.manifest.json"
-    if not again and manifest_path.exists() and all((out_dir / f"{name}.{f}").exists() for f in target.formats):
-        _log.info("artifact already there; nothing to assemble", manifest=str(manifest_path))
-        return manifest_path
+    # Concurrent builds of one target into one folder (CI jobs on one host)
+    # take turns: the second finds the first one's artifact. Without the lock
+    # both would assemble, and one's manifest could sit beside the other's
+    # image (two assemblies of one key need not give the same bytes).
+    lock = hashlib.sha256(str(manifest_path).encode()).hexdigest()[:24]
+    with host_lock(f"artifact-{lock}", "another build is assembling this artifact; waiting for it", artifact=name):
+        if not again and manifest_path.exists() and all((out_dir / f"{name}.{f}").exists() for f in target.formats):
+            _log.info("artifact already there; nothing to assemble", manifest=str(manifest_path))
+            return manifest_path
+        return _assemble(plan, trust, element_paths, state, cache_dir, compression, qemu_options, verbose,
+                         key, name, out_dir, manifest_path)
 
+
+def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, cache_dir: Path, compression: str,
+              qemu_options: str | None, verbose: bool, key: str, name: str, out_dir: Path,
+              manifest_path: Path) -> Path:
+    target = plan.target
     started = time.monotonic()
     (state / "work").mkdir(parents=True, exist_ok=True)
     (state / "logs").mkdir(parents=True, exist_ok=True)

@@ -129,3 +129,70 @@ def kill_round(args: list[str], moment: Moment, sig: str, rng: random.Random, en
     left += [f"process {r.what}" for r in processes if owners.alive(int(r.what), r.thing_started)]
     left += [f"output file {n}" for n in sorted(listing(output) - before) if not _product(output, n, code)]
     return Round(moment.name, sig, proc.pid, code, time.monotonic() - started, left)
+
+
+def _soak(rounds: int, seed: int, root: Path) -> int:
+    """`python -m tests.chaos [ROUNDS]`: every moment killed with SIGKILL
+    once, then random moments and signals; after each, `factory gc` and a
+    count of what the killed run left; at the end a build that must give a
+    sound image. Prints one line a round and returns the number of rounds
+    that left something."""
+    import docker
+    import hashlib
+    import shutil
+    import uuid
+
+    from tests.conftest import NATIVE_AGENT, REPO
+
+    engine = docker.from_env()
+    target = ["--distro", "debian", "--release", "bookworm", "--datastore", "postgresql", *NATIVE_AGENT]
+    rng = random.Random(seed)
+
+    def fresh_elements(folder: Path) -> dict[str, str]:
+        # A changed datastore element: a fresh datastore layer to kill during.
+        shutil.copytree(REPO / "elements" / "debian-postgresql", folder / "debian-postgresql")
+        readme = folder / "debian-postgresql" / "README.rst"
+        readme.write_text(readme.read_text() + f"\nA local change ({uuid.uuid4()}).\n")
+        return {"ELEMENTS_PATH": str(folder)}
+
+    def build(out: Path, env=None) -> Path:
+        p = subprocess.run([FACTORY, "build", *target, "--output", str(out)], capture_output=True, text=True,
+                           env={**os.environ, **(env or {})})
+        if p.returncode:
+            raise SystemExit(f"build failed (exit {p.returncode}):\n{p.stderr[-2000:]}")
+        return out / p.stdout.strip().splitlines()[-1].rsplit("/", 1)[-1]
+
+    manifest = build(root / "built")
+    plan = [(m, "SIGKILL") for m in MOMENTS]
+    plan += [(rng.choice(MOMENTS), rng.choice(list(SIGNALS))) for _ in range(max(0, rounds - len(plan)))]
+    dirty = 0
+    for i, (moment, sig) in enumerate(plan[:rounds]):
+        out = root / f"round-{i}"
+        out.mkdir()
+        env = fresh_elements(out / "elements") if moment.name.startswith("datastore layer") else {}
+        if moment.command == "build":
+            args, watched = ["build", *target, "--output", str(out / "artifact")], out / "artifact"
+        elif moment.command == "verify":
+            args, watched = ["verify", str(manifest), "--timeout", "600"], manifest.parent
+        else:
+            args, watched = ["publish", str(manifest), "--to", str(out / "artifact")], out / "artifact"
+        r = kill_round(args, moment, sig, rng, engine, watched, env)
+        dirty += bool(r.leftovers)
+        print(f"{i + 1:2d} {moment.name:32s} {sig:8s} exit {r.code!s:4s} {r.seconds:6.1f}s "
+              f"leftovers: {r.leftovers or 'none'}", flush=True)
+    final = build(root / "final", fresh_elements(root / "final-elements"))
+    man = json.loads(final.read_text())
+    image = final.parent / man["images"]["qcow2"]["file"]
+    check = subprocess.run(["qemu-img", "check", str(image)], capture_output=True, text=True)
+    digest = hashlib.sha256(image.read_bytes()).hexdigest()
+    print(f"final build: qemu-img check exit {check.returncode}; sha256 "
+          f"{'matches' if digest == man['images']['qcow2']['sha256'] else 'DIFFERS from'} the manifest")
+    return dirty + (check.returncode != 0) + (digest != man["images"]["qcow2"]["sha256"])
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    with tempfile.TemporaryDirectory(prefix="factory-chaos-") as folder:
+        sys.exit(1 if _soak(count, 18, Path(folder)) else 0)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from factory.settings import state_dir
+from tests.chaos import folders_of, owned_by
 from tests.conftest import NATIVE_AGENT, FACTORY, REPO, factory
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -30,12 +30,13 @@ def slow_redis(tmp_path: Path) -> Path:
     return root
 
 
-def leftovers(engine) -> list[str]:
-    found = [f"container {c.short_id}" for c in engine.containers.list(all=True, filters={"label": "org.factory.building"})]
-    found += [f"mount {line.split()[1]}" for line in Path("/proc/mounts").read_text().splitlines() if str(state_dir()) in line.split()[1]]
-    work = state_dir() / "work"
-    if work.exists():
-        found += [f"work dir {p}" for p in work.iterdir()]
+def leftovers(engine, pid: int, held: list[Path]) -> list[str]:
+    """What the killed run still holds. The host is shared (other builds may
+    run beside the suite), so only what this PID owned counts."""
+    found = owned_by(pid, engine)
+    found += [f"folder {f}" for f in held if f.exists()]
+    found += [f"mount {line.split()[1]}" for line in Path("/proc/mounts").read_text().splitlines()
+              if any(str(f) in line.split()[1] for f in held)]
     return found
 
 
@@ -54,10 +55,12 @@ def test_kill_during_datastore_layer(engine, builder, tmp_path, sig):
 
     threading.Thread(target=watch, daemon=True).start()
     assert started.wait(900), "the build never reached the datastore layer's install phase"
+    held = folders_of(proc.pid)
+    assert held, "the build recorded no work folder"
     proc.send_signal(sig)
     assert proc.wait(120) != 0
 
-    assert leftovers(engine) == []
+    assert leftovers(engine, proc.pid, held) == []
     assert not engine.images.list(name=f"factory-layer:{key}")
 
     # The next run (without the slow hook) reuses base and guest and finishes.
