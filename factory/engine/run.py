@@ -51,8 +51,14 @@ def start(image: str, binds: list[Bind], labels: dict[str, str], **host_options)
                                          stdin_open=True, host_config=host)
     config["StdinOnce"] = True
     container = client().containers.get(api.create_container_from_config(config)["Id"])
-    container.tie = api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
-    container.start()
+    try:
+        container.tie = api.attach_socket(container.id, params={"stdin": 1, "stream": 1})
+        container.start()
+    except BaseException:
+        # Created but never running: nothing else would remove it until the
+        # next run's sweep.
+        remove(container)
+        raise
     return container
 
 
