@@ -40,7 +40,7 @@ def staging(layer: PlannedLayer) -> Iterator[PlannedLayer]:
         for ref, label in zip(refs, layer.env["DATASTORE_IMAGE_SOURCE"].split()):
             built = label.startswith(f"{DISTRO}:")
             origin = label if built else f"pulled:{ref}"
-            archives[str(_save(ref, _archive_path(origin)) if built else _pull_and_save(ref))] = origin
+            archives[str(_save_built(ref, label.split(":", 1)[1]) if built else _pull_and_save(ref))] = origin
         yield replace(layer, env={**layer.env, "DATASTORE_IMAGE_ARCHIVE": " ".join(archives)},
                       host_inputs={**layer.host_inputs, **archives})
     finally:
@@ -95,6 +95,22 @@ def _pull_and_save(ref: str) -> Path:
             "--datastore-image distro (built from the distro archive), or make its registry reachable"
         ) from e
     return _save(ref, _archive_path(f"pulled:{ref}"))
+
+
+def _save_built(ref: str, key: str) -> Path:
+    """Save the image built here for this layer. Its name (`mariadb:10.11`)
+    may also be that of another distro's image built here, so the name is
+    set again from the key just before the save, and no other build moves
+    it in between."""
+    from factory.engine.docker import client
+    from factory.locks import host_lock
+    from factory.stored import layer_tag
+
+    with host_lock(f"image-name-{re.sub(r'[^A-Za-z0-9_.-]+', '_', ref)}", "another build is naming this image; waiting",
+                   image=ref):
+        name, _, version = ref.rpartition(":")
+        client().images.get(layer_tag(key)).tag(name, version)
+        return _save(ref, _archive_path(f"{DISTRO}:{key}"))
 
 
 def _save(ref: str, dest: Path) -> Path:
