@@ -45,6 +45,11 @@ set -- $(head -n 1 /etc/trove/datastore 2>/dev/null)
 name=${{1:-unknown}}; store=${{2:-none}}
 for i in $(seq 1 90); do
     d=$(systemctl is-active "$store" 2>/dev/null)
+    # A masked or disabled unit that is not running will not start by itself:
+    # waiting the full three minutes for it only delays the report.
+    case "$(systemctl is-enabled "$store" 2>/dev/null)" in
+        masked*|disabled) [ "$d" != active ] && [ "$d" != activating ] && break ;;
+    esac
     if [ -f "$conf" ]; then
         grep -q "guest_id" "$log" 2>/dev/null && [ "$d" = active ] && break
     else
