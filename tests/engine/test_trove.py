@@ -23,7 +23,11 @@ NATIVE = ["--distro", "debian", "--release", "bullseye", "--datastore", "redis",
 
 
 def processes(name: str) -> list[str]:
-    return subprocess.run(["pgrep", "-a", name], capture_output=True, text=True).stdout.splitlines()
+    """Running processes of that name. Zombies are left out: they run
+    nothing, and this machine's PID 1 does not reap the orphans it adopts
+    (qemu's guestfwd socats end up there)."""
+    found = subprocess.run(["pgrep", "-a", name], capture_output=True, text=True).stdout.splitlines()
+    return [line for line in found if not line.endswith("<defunct>")]
 
 
 def leftovers() -> list[str]:

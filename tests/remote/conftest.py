@@ -6,7 +6,6 @@ without touching the layers the rest of the suite (and other builds) use."""
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass, field
 
 import pytest
@@ -86,14 +85,14 @@ def registry(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def stack():
-    """Build arguments of this session's own debian/postgresql stack; its
-    layers leave the local store with the session (no later one plans them)."""
-    args = ["--distro", "debian", "--release", "bookworm", *NATIVE_AGENT, "--env", f"FACTORY_REMOTE_TEST={uuid.uuid4()}",
+    """Build arguments of the remote tests' own debian/postgresql stack: a
+    setting of their own gives it keys of its own, so that forgetting its
+    layers (as another machine would not have them) never touches the
+    layers the rest of the suite uses. The value is fixed, so a later run on
+    this machine finds the stack in the local store (the tests leave it
+    there, pulled back) and machine A only pushes it."""
+    return ["--distro", "debian", "--release", "bookworm", *NATIVE_AGENT, "--env", "FACTORY_REMOTE_TEST=remote-cache",
             "--format", "tar"]
-    yield args
-    base = keys(*args, "--datastore", "postgresql")["base"]
-    if base in factory("layers", "ls", "--as", "json").stdout:
-        forget(base)
 
 
 def keys(*args: str, env: dict | None = None) -> dict[str, str]:
