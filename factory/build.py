@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from factory import agent, compat, containers, gc, log
+from factory import agent, attest, compat, containers, gc, log
 from factory.assemble import DEFAULT_COMPRESSION, assemble
 from factory.target import Target
 from factory.elements import search_path
@@ -66,6 +66,7 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCac
         if image_exists(layer.tag) and not forcing:
             _log.info("layer cached", layer=layer.name, key=layer.key[:16])
             summary.append({"layer": layer.name, "key": layer.key, "state": "cached", "seconds": time.monotonic() - started})
+            attest.ensure(layer.key, cache.settings.signing_key)
             parent = layer.tag
             continue
         with _layer_lock(layer.key):
@@ -78,6 +79,7 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCac
                 if layer is plan.layers[0]:
                     check_mirror(plan.target)
                 _log.info("building layer", layer=layer.name, key=layer.key[:16], elements=" ".join(sorted(layer.runs)))
+                attest.forget(layer.key)  # a rebuild's documents describe the new bytes
                 with _package_cache_lock(plan.target.distro), preload.staging(layer) as staged:
                     result = engine.build_layer(
                         staged, parent, builder_image=plan.builder_image, trust=trust,
@@ -87,6 +89,7 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCac
                 _log.info("layer built", layer=layer.name, seconds=round(result.seconds, 1),
                           phases=", ".join(f"{p.phase} {p.seconds:.0f}s" for p in result.phases))
                 summary.append({"layer": layer.name, "key": layer.key, "state": "built", "seconds": result.seconds})
+            attest.ensure(layer.key, cache.settings.signing_key)
         parent = layer.tag
     return summary
 
@@ -194,7 +197,8 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
     plan.images = [preload.record(s) for s in sources]
     assemble_started = time.monotonic()
     manifest = assemble(plan, host_trust(), search_path(), state_dir(), _cache_dir(),
-                        compression=compression, qemu_options=qemu_options, verbose=log.VERBOSE, again=bool(refresh))
+                        compression=compression, qemu_options=qemu_options, verbose=log.VERBOSE, again=bool(refresh),
+                        signing_key=cache.signing_key)
     summary.append({"layer": "(assemble)", "key": manifest.name.split(".")[0].rsplit("-", 1)[-1],
                     "state": "done", "seconds": time.monotonic() - assemble_started})
     _push(stored, remote, summary)
