@@ -226,11 +226,14 @@ def layers_pull(
     key: Annotated[str, typer.Argument(help="Layer key (or a unique prefix).")],
     from_: Annotated[str, typer.Option("--from", help="oci://HOST[:PORT]/REPO or s3://BUCKET/PREFIX.")],
     s3_endpoint_url: S3Endpoint = None,
+    require_signed: Annotated[Optional[Path], typer.Option("--require-signed", help="allowed_signers file: refuse the layer unless one of these keys signed its provenance.")] = None,
 ) -> None:
-    """Pull one layer from a cache into the local store (checked against its digests)."""
+    """Pull one layer from a cache into the local store (checked against its digests), with its SBOM and provenance."""
+    from factory.signing import check_allowed_signers
     from factory.store import manage as remotes
 
-    typer.echo(remotes.pull_layer(from_, key, s3_endpoint_url))
+    allowed = check_allowed_signers(require_signed) if require_signed else None
+    typer.echo(remotes.pull_layer(from_, key, s3_endpoint_url, allowed))
 
 
 @layers_app.command("push")
@@ -351,6 +354,46 @@ def verify(
     verifying.print_report(report)
     if not report.passed:
         raise VerifyFailed(f"{Path(image).name} did not pass its checks (report above)")
+
+
+@app.command("diff")
+@one_error_path
+def diff_command(
+    a: Annotated[str, typer.Argument(metavar="A", help="A layer key (or prefix), an engine image, an image file or a .manifest.json.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="The same kind of thing as A.")],
+) -> None:
+    """What differs between two layers, images or manifests: diffoscope for images when installed, else file by file."""
+    from factory import compare
+
+    lines = compare.run(a, b)
+    for line in lines:
+        typer.echo(line)
+    typer.echo(f"{len(lines)} difference(s)" if lines else "no difference")
+
+
+@app.command("verify-layer")
+@one_error_path
+@target_options
+def verify_layer(
+    flags: Flags,
+    key: Annotated[str, typer.Argument(help="Key (or prefix) of one of the target's layers, in the local store.")],
+    base: Annotated[Optional[str], typer.Option("--base", help="Builder base image, or 'bootstrap'.")] = None,
+) -> None:
+    """Rebuild a cached layer under a scratch name and compare diff digests (exit 4 when they differ)."""
+    from factory import build as building
+    from factory import rebuild
+
+    targets = _targets(flags)
+    if len(targets) != 1:
+        raise UsageError(f"verify-layer takes one target; the options give {len(targets)}")
+    plan = building.plan_with_cache(targets[0], builder_base=base)
+    result = rebuild.verify_layer(plan, key, log.VERBOSE)
+    typer.echo(f"{result.layer} {result.key}: rebuilt in {result.seconds:.0f}s")
+    typer.echo(f"  cached:  {' '.join(result.original)}")
+    typer.echo(f"  rebuilt: {' '.join(result.rebuilt)}")
+    if not result.match:
+        raise VerifyFailed(f"layer {result.key[:16]} did not rebuild to the same bytes; see `factory diff {result.key} {result.scratch}`")
+    typer.echo("match")
 
 
 @app.command("gc")

@@ -11,12 +11,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from factory.errors import FactoryError, UsageError
+from factory.errors import FactoryError, UsageError, VerifyFailed
 
 NAMESPACE = "factory-provenance"
 
 
-class Untrusted(FactoryError):
+class Untrusted(VerifyFailed):
     """A statement that is unsigned, or whose signature no allowed signer made."""
 
 

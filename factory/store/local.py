@@ -46,6 +46,20 @@ def layer_image(key: str):
         raise FactoryError(f"layer {key[:16]} is not in the local store; build it first") from e
 
 
+def own_diffs(ref: str) -> list[str]:
+    """The diff digests a layer image adds over its parent layer, bottom first."""
+    image = client().images.get(ref)
+    diffs = list(image.attrs["RootFS"]["Layers"])
+    parent = (image.labels or {}).get(f"{LABEL}.parent")
+    if not parent:
+        return diffs
+    try:
+        below = list(client().images.get(layer_tag(parent)).attrs["RootFS"]["Layers"])
+    except docker.errors.ImageNotFound:
+        return diffs
+    return diffs[len(below):] if diffs[:len(below)] == below else diffs
+
+
 def list_layers() -> list[StoredLayer]:
     rows = []
     for image in client().images.list(filters={"label": f"{LABEL}.key"}):

@@ -9,7 +9,8 @@ from factory import attest
 from factory.errors import FactoryError
 from factory.store import local
 from factory.store.prune import parse_age, prunable
-from factory.store.cache import open_store
+from factory.signing import Untrusted
+from factory.store.cache import RemoteCache, open_store
 from factory.store.remote import RemoteLayer
 
 
@@ -30,14 +31,25 @@ def print_layers(url: str, rows: list[RemoteLayer]) -> None:
     Console().print(table)
 
 
-def pull_layer(url: str, prefix: str, s3_endpoint_url: str | None) -> str:
+def pull_layer(url: str, prefix: str, s3_endpoint_url: str | None, allowed_signers: Path | None = None) -> str:
+    """With allowed signers, a layer none of them signed is refused before its bytes are fetched."""
     store = open_store(url, s3_endpoint_url)
     key = prefix if len(prefix) == 64 else local.match_key(prefix, [r.key for r in store.list()], f"`factory layers ls --remote {url}`")
     files = store.pull_attachments(key)
+    statement = signer = None
+    if allowed_signers:
+        try:
+            statement, signer = attest.trusted(key, files, allowed_signers)
+        except Untrusted as e:
+            raise Untrusted(f"layer {key[:16]} in {url} refused: {e} (--require-signed)") from e
     got = store.pull(key)
     if got is None:
         raise FactoryError(f"{url} has no layer {key[:16]}; see `factory layers ls --remote {url}`")
+    if statement is not None:
+        RemoteCache._check_pulled(key, statement)
     attest.save(key, files)
+    if signer:
+        return f"pulled {key} ({got.bytes} bytes in {got.seconds:.1f}s), signed by {signer}"
     return f"pulled {key} ({got.bytes} bytes in {got.seconds:.1f}s)"
 
 

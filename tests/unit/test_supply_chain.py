@@ -5,6 +5,7 @@ cache of fake stores that must refuse what no allowed key signed."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -151,3 +152,29 @@ def test_a_signed_statement_about_other_bytes_is_refused(keys, monkeypatch):
         attest.trusted("j" * 64, files, keys.allowed)
     with pytest.raises(Untrusted, match="SBOM"):
         attest.trusted(key, {**files, attest.SBOM: b"another"}, keys.allowed)
+
+
+def test_the_tidy_up_takes_out_what_differs_and_only_what_this_build_wrote(tmp_path):
+    from factory.engine.phases import TIDY_SOURCE
+
+    root, epoch = tmp_path / "root", reproducible.DEFAULT_EPOCH
+    files = {"etc/machine-id": "0123\n", "etc/ssh/ssh_host_ed25519_key": "k", "var/log/dpkg.log": "log",
+             "var/log/apt/history.log": "log", "var/cache/ldconfig/aux-cache": "c", "var/cache/apt/pkgcache.bin": "c",
+             "var/lib/dpkg/status-old": "s", "etc/shadow": "root:*:19999:0:99999:7:::\nnobody:*:20001:0:99999:7:::\n",
+             "usr/lib/python3/x/__pycache__/a.cpython-311.pyc": "pyc", "var/lib/systemd/random-seed": "r",
+             "usr/share/old-file": "from a layer below", "etc/ssh/ssh_host_rsa_key": "from a layer below"}
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    for below in ("usr/share/old-file", "etc/ssh/ssh_host_rsa_key"):
+        os.utime(root / below, (epoch - 10, epoch - 10))
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
+    subprocess.run(["bash", str(TIDY_SOURCE), str(root)], env=env, check=True)
+    subprocess.run(["bash", str(TIDY_SOURCE), "--clamp", str(root)], env=env, check=True)
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert left == ["etc/machine-id", "etc/shadow", "etc/ssh/ssh_host_rsa_key", "usr/share/old-file"]
+    assert (root / "etc/machine-id").read_text() == ""
+    day = epoch // 86400
+    assert (root / "etc/shadow").read_text() == f"root:*:{day}:0:99999:7:::\nnobody:*:{day}:0:99999:7:::\n"
+    assert max(p.lstat().st_mtime for p in root.rglob("*")) == epoch
+    assert (root / "usr/share/old-file").stat().st_mtime == epoch - 10  # not rewritten: it stays in its own layer
