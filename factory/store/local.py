@@ -9,6 +9,7 @@ from datetime import datetime
 
 import docker
 
+from factory import attest
 from factory.engine.docker import client
 from factory.errors import FactoryError
 from factory.stored import LABEL, layer_tag
@@ -128,6 +129,7 @@ def _untag(keys: set[str], rows: list[StoredLayer]) -> list[str]:
     for key in sorted(keys, key=lambda k: -depth.get(k, 0)):
         _untag_name(by_key[key])
         client().images.remove(layer_tag(key))
+        attest.forget(key)
         removed.append(f"{by_key[key].layer} {key}")
     return removed
 
