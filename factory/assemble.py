@@ -20,7 +20,7 @@ from pathlib import Path
 
 import docker
 
-from factory import __version__, agent, attest, keys, log, owners, provenance, reproducible, sbom, signing
+from factory import __version__, agent, attest, diff, keys, log, owners, provenance, reproducible, sbom, signing
 from factory.target import Target
 from factory.target_settings import size_in_gib
 from factory.elements import dib_version
@@ -142,6 +142,7 @@ def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, c
             digest = file_hash(part)
             (partial_dir / f"{name}.{fmt}.sha256").write_text(f"{digest}  {name}.{fmt}\n")
             images[fmt] = {"file": f"{name}.{fmt}", "bytes": part.stat().st_size, "sha256": digest}
+        tree = _tree_digest(partial_dir / f"{name}.tar.part") if "tar" in target.formats else None
         target_json = {**asdict(target), "env": log.redact(dict(target.env))}
         supply = _supply_chain(plan, name, key, target_json, images, partial_dir, signing_key)
         manifest = Manifest(
@@ -156,6 +157,7 @@ def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, c
             tree_bytes=tree_kb * 1024,
             seconds=time.monotonic() - started,
             supply_chain=supply,
+            tree_sha256=tree,
         )
         manifest.write(partial_dir / manifest_path.name)
         # Images and checksums first, the manifest (what says "done") last.
@@ -220,6 +222,14 @@ def _assembler_inputs(plan: Plan, trust: Trust, element_paths: list[Path], cache
         *trust.mounts(),
     ]
     return env, binds
+
+
+def _tree_digest(tarball: Path) -> str:
+    """The image's root tree digest (paths, modes, owners, contents), from its tar format."""
+    import tarfile
+
+    with tarfile.open(tarball, mode="r|*") as tar:
+        return diff.tree_digest(diff.entries(tar))
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -90,6 +90,8 @@ def _manifest_lines(a: dict, b: dict) -> list[str]:
         pa, pb = set(x.get("packages_added", [])), set(y.get("packages_added", []))
         lines += [f"layer {name}: package only in A: {p}" for p in sorted(pa - pb)]
         lines += [f"layer {name}: package only in B: {p}" for p in sorted(pb - pa)]
+    if a.get("tree_sha256") != b.get("tree_sha256"):
+        lines.append(f"root tree: {str(a.get('tree_sha256'))[:23]} -> {str(b.get('tree_sha256'))[:23]}")
     for fmt in sorted(set(a.get("images", {})) | set(b.get("images", {}))):
         sa, sb = (a.get("images", {}).get(fmt) or {}).get("sha256"), (b.get("images", {}).get(fmt) or {}).get("sha256")
         if sa != sb:

@@ -79,6 +79,16 @@ def compare(a: dict[str, Entry], b: dict[str, Entry]) -> list[Change]:
     return changes
 
 
+def tree_digest(tree: dict[str, Entry]) -> str:
+    """sha256 over every path's kind, mode, owner, size, contents and link
+    target (not mtimes): two trees with this digest hold the same files."""
+    h = hashlib.sha256()
+    for path in sorted(tree):
+        e = tree[path]
+        h.update(f"{path}\0{e.kind}\0{e.mode}\0{e.owner}\0{e.size}\0{e.sha256}\0{e.link}\n".encode())
+    return "sha256:" + h.hexdigest()
+
+
 def summary(changes: Iterable[Change]) -> dict[str, int]:
     """How many paths differ, and in what (a path can count in several fields)."""
     counts: dict[str, int] = {}

@@ -75,3 +75,10 @@ def test_two_manifests_name_their_layers_packages_and_files(tmp_path):
         + f"{diff.compare(_entries(tmp_path / 'a.tar'), _entries(tmp_path / 'b.tar'))[0].a.sha256} -> "
         + f"{diff.compare(_entries(tmp_path / 'a.tar'), _entries(tmp_path / 'b.tar'))[0].b.sha256}",
     ]
+
+
+def test_the_tree_digest_follows_contents_and_modes_not_mtimes(tmp_path):
+    one = _entries(_tar(tmp_path / "1.tar", {"etc/x": (b"x", 0o644, 1)}))
+    later = _entries(_tar(tmp_path / "2.tar", {"etc/x": (b"x", 0o644, 999)}))
+    other_mode = _entries(_tar(tmp_path / "3.tar", {"etc/x": (b"x", 0o600, 1)}))
+    assert diff.tree_digest(one) == diff.tree_digest(later) != diff.tree_digest(other_mode)
