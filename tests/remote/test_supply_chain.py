@@ -42,7 +42,7 @@ def signers(tmp_path_factory):
 @pytest.fixture(scope="module")
 def built(stack, builder, signers, tmp_path_factory):
     out = tmp_path_factory.mktemp("signed")
-    run = factory("build", *stack, "--datastore", "postgresql", "--output", str(out), "--signing-key", str(signers.ours))
+    run = factory("build", *stack, "--datastore", "postgresql", "--output", str(out))  # unsigned: signed at push
     assert run.returncode == 0, run.stderr[-3000:]
     return SimpleNamespace(out=out, keys=keys(*stack, "--datastore", "postgresql"))
 
@@ -71,13 +71,13 @@ def test_each_layers_sbom_validates_and_counts_what_dpkg_counts(built):
     assert sbom.problems(image_sbom) is None
     assert sum(c["purl"].startswith("pkg:deb/") for c in json.loads(image_sbom)["components"]) == len(below)
     manifest = json.loads(next(built.out.glob("*.manifest.json")).read_text())
-    assert set(manifest["supply_chain"]) == {"sbom", "provenance", "signature"}
+    assert set(manifest["supply_chain"]) == {"sbom", "provenance"}  # a signature only with --signing-key
 
 
 def test_unsigned_and_unknown_signers_are_refused_and_an_allowed_signer_is_used(server, built, signers, stack, tmp_path):
     top = built.keys["datastore"]
     urls = {case: f"{server.url}-{case}" for case in ("unsigned", "theirs", "ours")}
-    for case, url in urls.items():
+    for case, url in urls.items():  # in this order: a push without a key sends the signature made before, if any
         key_args = [] if case == "unsigned" else ["--signing-key", str(getattr(signers, case))]
         run = factory("layers", "push", top, "--to", url, *server.args, *key_args, env=server.env)
         assert run.returncode == 0, run.stderr[-2000:]
