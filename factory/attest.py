@@ -111,9 +111,12 @@ def trusted(key: str, files: dict[str, bytes], allowed_signers: Path) -> tuple[d
     return statement, signer
 
 
-def check_image(key: str, statement: dict) -> None:
-    """Untrusted unless the local image under the key is the one the statement names."""
+def check_pulled(key: str, statement: dict) -> None:
+    """Untrusted unless the image just pulled under the key is the one the
+    statement names; one that is not leaves the local store."""
     image = _image(key)
     want = provenance.subject_digest(statement, f"factory-layer:{key}")
     if image is None or image.id != want:
+        if image is not None:
+            client().images.remove(layer_tag(key))
         raise Untrusted(f"the pulled image is {image.id[:19] if image else 'missing'}, its signed statement names {str(want)[:19]}")

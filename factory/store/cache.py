@@ -120,7 +120,7 @@ class RemoteCache:
                     statement, signer = attest.trusted(key, files, self.settings.allowed_signers)
                 got = store.pull(key)
                 if got is not None and statement is not None:
-                    self._check_pulled(key, statement)
+                    attest.check_pulled(key, statement)
                     _log.info("layer signature verified", layer=layer, key=key[:16], signer=signer, cache=url)
             except Untrusted as e:
                 _log.warning(f"layer refused: {e} (--require-signed); building it instead", layer=layer, key=key[:16], cache=url)
@@ -138,18 +138,6 @@ class RemoteCache:
                 _log.info("layer pulled", layer=layer, key=key[:16], seconds=round(got.seconds, 1), bytes=got.bytes, cache=url)
                 return got
         return None
-
-    @staticmethod
-    def _check_pulled(key: str, statement: dict) -> None:
-        """The pulled image is the one the signed statement names, or it leaves the local store."""
-        try:
-            attest.check_image(key, statement)
-        except Untrusted:
-            from factory.engine.docker import client
-            from factory.stored import layer_tag
-
-            client().images.remove(layer_tag(key))
-            raise
 
     def push(self, layers: list[tuple[str, str]]) -> dict[str, Transfer]:
         """Each (layer, key) the destination lacks, bottom first; key -> what was sent."""

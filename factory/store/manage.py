@@ -10,7 +10,7 @@ from factory.errors import FactoryError
 from factory.store import local
 from factory.store.prune import parse_age, prunable
 from factory.signing import Untrusted
-from factory.store.cache import RemoteCache, open_store
+from factory.store.cache import open_store
 from factory.store.remote import RemoteLayer
 
 
@@ -46,7 +46,7 @@ def pull_layer(url: str, prefix: str, s3_endpoint_url: str | None, allowed_signe
     if got is None:
         raise FactoryError(f"{url} has no layer {key[:16]}; see `factory layers ls --remote {url}`")
     if statement is not None:
-        RemoteCache._check_pulled(key, statement)
+        attest.check_pulled(key, statement)
     attest.save(key, files)
     if signer:
         return f"pulled {key} ({got.bytes} bytes in {got.seconds:.1f}s), signed by {signer}"

@@ -145,9 +145,12 @@ def test_a_signed_statement_about_other_bytes_is_refused(keys, monkeypatch):
     key = "k" * 64
     files = _documents(key, "sha256:" + "c" * 64, keys.ours)
     statement, _ = attest.trusted(key, files, keys.allowed)
+    removed = []
     monkeypatch.setattr(attest, "_image", lambda k: SimpleNamespace(id="sha256:" + "0" * 64))
+    monkeypatch.setattr(attest, "client", lambda: SimpleNamespace(images=SimpleNamespace(remove=removed.append)))
     with pytest.raises(Untrusted, match="names sha256:cccc"):
-        attest.check_image(key, statement)
+        attest.check_pulled(key, statement)
+    assert removed == ["factory-layer:" + key]  # the wrong image does not stay under the layer's name
     with pytest.raises(Untrusted, match="not about layer"):
         attest.trusted("j" * 64, files, keys.allowed)
     with pytest.raises(Untrusted, match="SBOM"):
