@@ -225,6 +225,8 @@ class LayerBuild:
                 builder = self._builder(merged, privileged=False)
             exec_in(builder, ["bash", phases.TIDY, phases.TARGET_IN_BUILDER], self.env, out, f"{self.layer.name}: tidying", self.logfile)
             self._remove(builder)
+            exec_in(target, ["/bin/sh", "-c", phases.REMAKE_INITRAMFS], {**self.env, "HOME": "/root"}, out,
+                    f"{self.layer.name}: making the initramfs again", self.logfile)
             target.stop(timeout=1)
             self._clamp(target, out)
             conf = {"Cmd": ["/bin/bash"], "Labels": _labels(self.layer, self.target_name)}

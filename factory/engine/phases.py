@@ -32,6 +32,15 @@ PHASE_RUNNER = "/tmp/factory/dib-phase"
 RUNNER_SOURCE = Path(__file__).with_name("dib-phase")
 TIDY = "/tmp/factory/dib-tidy"
 TIDY_SOURCE = Path(__file__).with_name("dib-tidy")
+# After the tidy-up, in the target: an initramfs this layer made holds copies
+# of files the tidy-up changed (open-iscsi's initiator name), so it is made
+# again (mkinitramfs honours SOURCE_DATE_EPOCH).
+REMAKE_INITRAMFS = (
+    'PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"; '
+    'if command -v update-initramfs >/dev/null 2>&1 && '
+    '[ -n "$(find /boot -maxdepth 1 -name "initrd.img-*" -newermt "@$SOURCE_DATE_EPOCH" 2>/dev/null)" ]; '
+    'then update-initramfs -u -k all; fi'
+)
 
 
 def make_hooks(dest: Path, visible: dict[str, Element], runs: dict[str, Element], phases: tuple[str, ...]) -> None:

@@ -165,7 +165,9 @@ def test_the_tidy_up_takes_out_what_differs_and_only_what_this_build_wrote(tmp_p
              "var/log/apt/history.log": "log", "var/cache/ldconfig/aux-cache": "c", "var/cache/apt/pkgcache.bin": "c",
              "var/lib/dpkg/status-old": "s", "etc/shadow": "root:*:19999:0:99999:7:::\nnobody:*:20001:0:99999:7:::\n",
              "usr/lib/python3/x/__pycache__/a.cpython-311.pyc": "pyc", "var/lib/systemd/random-seed": "r",
-             "usr/share/old-file": "from a layer below", "etc/ssh/ssh_host_rsa_key": "from a layer below"}
+             "usr/share/old-file": "from a layer below", "etc/ssh/ssh_host_rsa_key": "from a layer below",
+             "etc/hostname": "0456f8423c93\n", "etc/iscsi/initiatorname.iscsi": "InitiatorName=iqn.1993-08.org.debian:01:e56f\n",
+             "var/lib/dbus/machine-id": "c2cbd21c\n"}
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
@@ -174,9 +176,13 @@ def test_the_tidy_up_takes_out_what_differs_and_only_what_this_build_wrote(tmp_p
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
     subprocess.run(["bash", str(TIDY_SOURCE), str(root)], env=env, check=True)
     subprocess.run(["bash", str(TIDY_SOURCE), "--clamp", str(root)], env=env, check=True)
-    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-    assert left == ["etc/machine-id", "etc/shadow", "etc/ssh/ssh_host_rsa_key", "usr/share/old-file"]
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    assert left == ["etc/hostname", "etc/iscsi/initiatorname.iscsi", "etc/machine-id", "etc/shadow",
+                    "etc/ssh/ssh_host_rsa_key", "usr/share/old-file"]
     assert (root / "etc/machine-id").read_text() == ""
+    assert (root / "etc/hostname").read_text() == "localhost\n"  # cloud-init names the instance at boot
+    assert (root / "etc/iscsi/initiatorname.iscsi").read_text() == "GenerateName=yes\n"  # open-iscsi makes one at first start
+    assert os.readlink(root / "var/lib/dbus/machine-id") == "/etc/machine-id"
     day = epoch // 86400
     assert (root / "etc/shadow").read_text() == f"root:*:{day}:0:99999:7:::\nnobody:*:{day}:0:99999:7:::\n"
     assert max(p.lstat().st_mtime for p in root.rglob("*")) == epoch
