@@ -20,12 +20,12 @@ from pathlib import Path
 
 import docker
 
-from factory import __version__, agent, keys, log, owners
+from factory import __version__, agent, attest, diff, keys, log, owners, provenance, reproducible, sbom, signing
 from factory.target import Target
 from factory.target_settings import size_in_gib
 from factory.elements import dib_version
 from factory.engine import phases
-from factory.engine.docker import run_output
+from factory.engine.docker import client, run_output
 from factory.engine.assembly import layer_dirs_of, release_loops, run_assembler
 from factory.hashing import file_hash
 from factory.hostpaths import visible
@@ -72,14 +72,37 @@ def _layer_records(plan: Plan) -> list[dict]:
             "elements": sorted(layer.runs),
             "element_hashes": layer.inputs.elements,
             "packages_added": sorted(set(packages) - below),
+            "sbom_sha256": provenance.digest_of(attest.ensure(layer.key)[attest.SBOM]),
         })
         below = set(packages)
     return records
 
 
+def _supply_chain(plan: Plan, name: str, key: str, target_json: dict, images: dict, folder: Path,
+                  signing_key: Path | None) -> dict[str, str]:
+    """The image's SBOM (every package of its tree) and provenance statement
+    (signed when a key is given), written into the folder; file names by kind."""
+    top = plan.layers[-1]
+    document = sbom.document(attest.inventory(top.tag), name, key,
+                             reproducible.source_date_epoch(top.inputs.env), __version__)
+    problem = sbom.problems(document)
+    if problem:
+        _log.warning("the image's SBOM does not validate", problem=problem[:300])
+    layers = [{"layer": l.name, "key": l.key, "image_id": client().images.get(l.tag).id} for l in plan.layers]
+    statement = provenance.image_statement({i["file"]: i["sha256"] for i in images.values()}, key, target_json, layers,
+                                           plan.builder_image, document.encode(), __version__)
+    files = {"sbom": f"{name}.sbom.cdx.json", "provenance": f"{name}.provenance.json"}
+    (folder / files["sbom"]).write_text(document)
+    (folder / files["provenance"]).write_bytes(provenance.encode(statement))
+    if signing_key is not None:
+        files["signature"] = f"{name}.provenance.json.sig"
+        (folder / files["signature"]).write_bytes(signing.sign(provenance.encode(statement), signing_key))
+    return files
+
+
 def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, cache_dir: Path,
              compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None, verbose: bool = False,
-             again: bool = False) -> Path:
+             again: bool = False, signing_key: Path | None = None) -> Path:
     """Build the artifact for a planned (and built) stack; returns the manifest path.
     `again`: a layer was rebuilt on purpose (--refresh) under its same key, so
     an artifact with the same key holds the old bytes."""
@@ -133,8 +156,11 @@ def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, 
             digest = file_hash(part)
             (partial_dir / f"{name}.{fmt}.sha256").write_text(f"{digest}  {name}.{fmt}\n")
             images[fmt] = {"file": f"{name}.{fmt}", "bytes": part.stat().st_size, "sha256": digest}
+        tree = _tree_digest(partial_dir / f"{name}.tar.part") if "tar" in target.formats else None
+        target_json = {**asdict(target), "env": log.redact(dict(target.env))}
+        supply = _supply_chain(plan, name, key, target_json, images, partial_dir, signing_key)
         manifest = Manifest(
-            target={**asdict(target), "env": log.redact(dict(target.env))},
+            target=target_json,
             assembly_key=key,
             guest_agent=agent.record(target.agent, target.mode, target.datastore),
             datastore_images=plan.images,
@@ -144,6 +170,8 @@ def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, 
                    "qemu-img": _qemu_version(plan.builder_image)},
             tree_bytes=tree_kb * 1024,
             seconds=time.monotonic() - started,
+            supply_chain=supply,
+            tree_sha256=tree,
         )
         manifest.write(partial_dir / manifest_path.name)
         # Images and checksums first, the manifest (what says "done") last.
@@ -151,6 +179,8 @@ def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, 
             (partial_dir / f"{name}.{fmt}.part").rename(out_dir / f"{name}.{fmt}")
             (partial_dir / f"{name}.{fmt}.sha256").rename(out_dir / f"{name}.{fmt}.sha256")
             _log.info("image written", file=str(out_dir / f"{name}.{fmt}"), mib=round(images[fmt]["bytes"] / 2**20, 1))
+        for file in supply.values():
+            (partial_dir / file).rename(out_dir / file)
         (partial_dir / manifest_path.name).rename(manifest_path)
         return manifest_path
     finally:
@@ -206,6 +236,14 @@ def _assembler_inputs(plan: Plan, trust: Trust, element_paths: list[Path], cache
         *trust.mounts(),
     ]
     return env, binds
+
+
+def _tree_digest(tarball: Path) -> str:
+    """The image's root tree digest (paths, modes, owners, contents), from its tar format."""
+    import tarfile
+
+    with tarfile.open(tarball, mode="r|*") as tar:
+        return diff.tree_digest(diff.entries(tar))
 
 
 def _read_lines(path: Path) -> list[str]:

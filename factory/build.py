@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from factory import agent, compat, containers, gc, log
+from factory import agent, attest, compat, containers, gc, log
 from factory.assemble import DEFAULT_COMPRESSION, assemble
 from factory.target import Target
 from factory.elements import search_path
@@ -22,7 +22,7 @@ from factory.target_settings import size_floor_gib, size_in_gib
 from factory.keyrings import ensure_keyring
 from factory.layers import load_meta
 from factory.locks import host_lock
-from factory.plan import Plan, check_requirements, plan_stack
+from factory.plan import Plan, PlannedLayer, check_requirements, plan_stack
 from factory.preflight import check_mirror
 from factory.recipes import IMAGE_LAYER, ImagePlan
 from factory.settings import state_dir
@@ -51,12 +51,22 @@ def _cache_dir() -> Path:
     return path
 
 
-def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCache) -> list[dict]:
-    paths = search_path()
-    trust = host_trust()
+def build_one(plan: Plan, layer: PlannedLayer, parent: str | None, verbose: bool,
+              commit_as: tuple[str, str] | None = None) -> engine.LayerResult:
+    """One layer of the plan on its parent image, committed as the layer (or under `commit_as`)."""
     # DIB's own layout for its shared apt cache: $DIB_IMAGE_CACHE/apt/<distro>.
     inside = load_meta().get(plan.target.distro, {}).get("package_cache")
     package_cache = (_cache_dir() / "apt" / plan.target.distro, inside) if inside else None
+    with _package_cache_lock(plan.target.distro), preload.staging(layer) as staged:
+        return engine.build_layer(
+            staged, parent, builder_image=plan.builder_image, trust=host_trust(),
+            element_paths=search_path(), workroot=state_dir() / "work", logdir=state_dir() / "logs",
+            target_name=plan.target.name, verbose=verbose, cache_dir=_cache_dir(), package_cache=package_cache,
+            commit_as=commit_as,
+        )
+
+
+def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCache) -> list[dict]:
     summary: list[dict] = []
     parent: str | None = None
     forcing = False
@@ -66,6 +76,7 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCac
         if image_exists(layer.tag) and not forcing:
             _log.info("layer cached", layer=layer.name, key=layer.key[:16])
             summary.append({"layer": layer.name, "key": layer.key, "state": "cached", "seconds": time.monotonic() - started})
+            attest.ensure(layer.key, cache.settings.signing_key)
             parent = layer.tag
             continue
         with _layer_lock(layer.key):
@@ -78,15 +89,12 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCac
                 if layer is plan.layers[0]:
                     check_mirror(plan.target)
                 _log.info("building layer", layer=layer.name, key=layer.key[:16], elements=" ".join(sorted(layer.runs)))
-                with _package_cache_lock(plan.target.distro), preload.staging(layer) as staged:
-                    result = engine.build_layer(
-                        staged, parent, builder_image=plan.builder_image, trust=trust,
-                        element_paths=paths, workroot=state_dir() / "work", logdir=state_dir() / "logs",
-                        target_name=plan.target.name, verbose=verbose, cache_dir=_cache_dir(), package_cache=package_cache,
-                    )
+                attest.forget(layer.key)  # a rebuild's documents describe the new bytes
+                result = build_one(plan, layer, parent, verbose)
                 _log.info("layer built", layer=layer.name, seconds=round(result.seconds, 1),
                           phases=", ".join(f"{p.phase} {p.seconds:.0f}s" for p in result.phases))
                 summary.append({"layer": layer.name, "key": layer.key, "state": "built", "seconds": result.seconds})
+            attest.ensure(layer.key, cache.settings.signing_key)
         parent = layer.tag
     return summary
 
@@ -194,7 +202,8 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
     plan.images = [preload.record(s) for s in sources]
     assemble_started = time.monotonic()
     manifest = assemble(plan, host_trust(), search_path(), state_dir(), _cache_dir(),
-                        compression=compression, qemu_options=qemu_options, verbose=log.VERBOSE, again=bool(refresh))
+                        compression=compression, qemu_options=qemu_options, verbose=log.VERBOSE, again=bool(refresh),
+                        signing_key=cache.signing_key)
     summary.append({"layer": "(assemble)", "key": manifest.name.split(".")[0].rsplit("-", 1)[-1],
                     "state": "done", "seconds": time.monotonic() - assemble_started})
     _push(stored, remote, summary)

@@ -31,6 +31,7 @@ S3Endpoint = Annotated[Optional[str], typer.Option("--s3-endpoint-url", help="S3
 GlanceName = Annotated[Optional[str], typer.Option("--glance-name", help="Glance image name (default: the artifact's name).")]
 GlanceProperty = Annotated[list[str], typer.Option("--glance-property", help="K=V image property for Glance (repeatable; wins over derived ones).")]
 Visibility = Annotated[str, typer.Option("--visibility", help="Glance visibility: private (default), shared, community, public.")]
+SigningKey = Annotated[Optional[Path], typer.Option("--signing-key", help="Ed25519 OpenSSH private key: sign the provenance of layers and images (ssh-keygen -Y sign).")]
 
 
 @app.callback()
@@ -83,6 +84,8 @@ def build(
     cache_from: Annotated[list[str], typer.Option("--cache-from", help="Pull missing layers from oci://HOST[:PORT]/REPO or s3://BUCKET/PREFIX (repeatable, tried in order).")] = [],
     cache_to: Annotated[Optional[str], typer.Option("--cache-to", help="Push the target's layers the cache lacks to this URL.")] = None,
     cache_required: Annotated[bool, typer.Option("--cache-required", help="Fail when a cache cannot be used, instead of building locally.")] = False,
+    require_signed: Annotated[Optional[Path], typer.Option("--require-signed", help="allowed_signers file: use a pulled layer only if one of these keys signed its provenance; else build it.")] = None,
+    signing_key: SigningKey = None,
     publish: Annotated[list[str], typer.Option("--publish", help="Publish the artifact there after the build (repeatable; as `factory publish --to`).")] = [],
     os_cloud: OsCloud = None, s3_endpoint_url: S3Endpoint = None, glance_name: GlanceName = None,
     glance_property: GlanceProperty = [], visibility: Visibility = "private",
@@ -92,22 +95,26 @@ def build(
     from factory.publish import targets as destinations
     from factory.store.remote import parse_url
     from factory.validate import all_at_once, check_build_options
+    from factory.signing import check_allowed_signers, check_signing_key
 
     # Every value is checked, every problem reported, before anything heavy
     # is even imported.
-    publish_to, _, publish_options, targets, _ = all_at_once(
+    publish_to, _, publish_options, targets, _, signing_key, require_signed = all_at_once(
         lambda: [destinations.parse(t) for t in publish],
         lambda: check_build_options(compression, refresh),
         lambda: publishing.options(os_cloud, s3_endpoint_url, glance_name, glance_property, visibility),
         lambda: _targets(flags),
         lambda: [parse_url(url) for url in [*cache_from, *([cache_to] if cache_to else [])]],
+        lambda: signing_key and check_signing_key(signing_key),
+        lambda: require_signed and check_allowed_signers(require_signed),
     )
     from factory import build as building
     from factory import manifest as manifests
     from factory.publish import artifact as artifacts
     from factory.store.cache import cache_settings
 
-    cache = cache_settings(cache_from, cache_to, cache_required, s3_endpoint_url, flags.config)
+    cache = cache_settings(cache_from, cache_to, cache_required, s3_endpoint_url, flags.config,
+                           signing_key=signing_key or None, allowed_signers=require_signed or None)
     for target in targets:
         manifest = building.build(target, refresh=refresh, builder_base=base, compression=compression,
                                   qemu_options=qemu_img_options, cache=cache)
@@ -219,11 +226,14 @@ def layers_pull(
     key: Annotated[str, typer.Argument(help="Layer key (or a unique prefix).")],
     from_: Annotated[str, typer.Option("--from", help="oci://HOST[:PORT]/REPO or s3://BUCKET/PREFIX.")],
     s3_endpoint_url: S3Endpoint = None,
+    require_signed: Annotated[Optional[Path], typer.Option("--require-signed", help="allowed_signers file: refuse the layer unless one of these keys signed its provenance.")] = None,
 ) -> None:
-    """Pull one layer from a cache into the local store (checked against its digests)."""
+    """Pull one layer from a cache into the local store (checked against its digests), with its SBOM and provenance."""
+    from factory.signing import check_allowed_signers
     from factory.store import manage as remotes
 
-    typer.echo(remotes.pull_layer(from_, key, s3_endpoint_url))
+    allowed = check_allowed_signers(require_signed) if require_signed else None
+    typer.echo(remotes.pull_layer(from_, key, s3_endpoint_url, allowed))
 
 
 @layers_app.command("push")
@@ -232,11 +242,14 @@ def layers_push(
     key: Annotated[str, typer.Argument(help="Layer key (or a unique prefix).")],
     to: Annotated[str, typer.Option("--to", help="oci://HOST[:PORT]/REPO or s3://BUCKET/PREFIX.")],
     s3_endpoint_url: S3Endpoint = None,
+    signing_key: SigningKey = None,
 ) -> None:
-    """Push a local layer, and the layers it builds on, to a cache (those it lacks)."""
+    """Push a local layer, and the layers it builds on, to a cache (those it lacks), with their SBOM and provenance."""
+    from factory.signing import check_signing_key
     from factory.store import manage as remotes
 
-    for line in remotes.push_layer(to, key, s3_endpoint_url):
+    key_path = check_signing_key(signing_key) if signing_key else None
+    for line in remotes.push_layer(to, key, s3_endpoint_url, key_path):
         typer.echo(line)
 
 
@@ -341,6 +354,46 @@ def verify(
     verifying.print_report(report)
     if not report.passed:
         raise VerifyFailed(f"{Path(image).name} did not pass its checks (report above)")
+
+
+@app.command("diff")
+@one_error_path
+def diff_command(
+    a: Annotated[str, typer.Argument(metavar="A", help="A layer key (or prefix), an engine image, an image file or a .manifest.json.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="The same kind of thing as A.")],
+) -> None:
+    """What differs between two layers, images or manifests: diffoscope for images when installed, else file by file."""
+    from factory import compare
+
+    lines = compare.run(a, b)
+    for line in lines:
+        typer.echo(line)
+    typer.echo(f"{len(lines)} difference(s)" if lines else "no difference")
+
+
+@app.command("verify-layer")
+@one_error_path
+@target_options
+def verify_layer(
+    flags: Flags,
+    key: Annotated[str, typer.Argument(help="Key (or prefix) of one of the target's layers, in the local store.")],
+    base: Annotated[Optional[str], typer.Option("--base", help="Builder base image, or 'bootstrap'.")] = None,
+) -> None:
+    """Rebuild a cached layer under a scratch name and compare diff digests (exit 4 when they differ)."""
+    from factory import build as building
+    from factory import rebuild
+
+    targets = _targets(flags)
+    if len(targets) != 1:
+        raise UsageError(f"verify-layer takes one target; the options give {len(targets)}")
+    plan = building.plan_with_cache(targets[0], builder_base=base)
+    result = rebuild.verify_layer(plan, key, log.VERBOSE)
+    typer.echo(f"{result.layer} {result.key}: rebuilt in {result.seconds:.0f}s")
+    typer.echo(f"  cached:  {' '.join(result.original)}")
+    typer.echo(f"  rebuilt: {' '.join(result.rebuilt)}")
+    if not result.match:
+        raise VerifyFailed(f"layer {result.key[:16]} did not rebuild to the same bytes; see `factory diff {result.key} {result.scratch}`")
+    typer.echo("match")
 
 
 @app.command("gc")

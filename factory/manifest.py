@@ -22,6 +22,8 @@ class Manifest:
     tools: dict[str, str] = field(default_factory=dict)
     tree_bytes: int = 0
     seconds: float = 0.0
+    supply_chain: dict[str, str] = field(default_factory=dict)  # sbom, provenance[, signature] -> file beside the image
+    tree_sha256: str | None = None  # the root tree's digest (diff.tree_digest), when the tar format is built
 
     def to_json(self) -> dict:
         return {
@@ -35,6 +37,8 @@ class Manifest:
             "tools": self.tools,
             "tree_bytes": self.tree_bytes,
             "assemble_seconds": round(self.seconds, 1),
+            "supply_chain": self.supply_chain,
+            "tree_sha256": self.tree_sha256,
         }
 
     def write(self, path: Path) -> None:

@@ -183,24 +183,13 @@ def host_inputs(env: dict[str, str], target: Target) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
-# What keys used while the phase runner's module also held the layer build
-# (its whole file was hashed then), by the hash of the runner as it is now:
-# the runner's bytes did not change when the rest moved out, so neither do
-# the keys of layers already built. A changed runner hashes anew.
-_BEFORE_THE_ENGINE_MOVED = {
-    "5bdc92316cccb2f0d1d815eee422e23fdb5ad057265e3c82646bc2c0ed717358":
-        "b7ba32faa4ce6229635317dc2b1501662ca05ef31d9378e322af0f93b16948c4",
-}
-
-
 def engine_hash() -> str:
-    """What decides how a layer's hooks run: the phase runner script and the
-    module that lays out its hooks and environment (not the modules that
-    start containers)."""
+    """What decides how a layer's hooks run: the phase runner script, the
+    tidy-up after them and the module that lays out its hooks and
+    environment (not the modules that start containers)."""
     from factory.engine import phases
 
-    runner = files_hash([phases.RUNNER_SOURCE, Path(phases.__file__)])
-    return _BEFORE_THE_ENGINE_MOVED.get(runner, runner)
+    return files_hash([phases.RUNNER_SOURCE, phases.TIDY_SOURCE, Path(phases.__file__)])
 
 
 def plan_stack(target: Target, builder_id: str, paths: list[Path] | None = None, layers_dir: Path | list[Path] | None = None) -> Plan:

@@ -67,8 +67,10 @@ class LayerBuild:
 
     def __init__(self, layer: PlannedLayer, parent_image: str | None, builder_image: str, trust: Trust,
                  element_paths: list[Path], workroot: Path, logdir: Path, target_name: str, verbose: bool,
-                 cache_dir: Path, package_cache: tuple[Path, str] | None = None):
+                 cache_dir: Path, package_cache: tuple[Path, str] | None = None,
+                 commit_as: tuple[str, str] | None = None):
         self.layer = layer
+        self.commit_as = commit_as or (LAYER_REPO, layer.key)
         self.parent_image = parent_image
         self.builder_image = builder_image
         self.trust = trust
@@ -101,6 +103,7 @@ class LayerBuild:
             (self.work / "builder", phases.WORK_IN_BUILDER, "rw"),
             (self.cache_dir, phases.CACHE_IN_BUILDER, "rw"),
             (visible(phases.RUNNER_SOURCE), phases.PHASE_RUNNER, "ro"),
+            (visible(phases.TIDY_SOURCE), phases.TIDY, "ro"),
             *_element_binds(self.element_paths, self.layer.host_inputs),
             *self.trust.mounts(),
         ]
@@ -153,7 +156,11 @@ class LayerBuild:
             "for m in $(awk '{print $2}' /proc/mounts | grep \"^$t/\" | sort -r); do umount -l \"$m\" || true; done; "
             "[ -n \"$(ls -A $t | grep -v '^tmp$' | grep -v '^lost+found$')\" ] || { echo 'root.d produced an empty tree' >&2; exit 1; }; "
             "if [ -e $t/etc/resolv.conf ] || [ -L $t/etc/resolv.conf ]; then mv $t/etc/resolv.conf $t/etc/resolv.conf.ORIG; fi; "
-            f"tar --numeric-owner --xattrs --xattrs-include='*' -C $t -cf {phases.WORK_IN_BUILDER}/root.tar ."
+            f"bash {phases.TIDY} $t; bash {phases.TIDY} --clamp $t; "
+            # The same tree, the same bytes: names sorted, no access or change times.
+            "tar --sort=name --numeric-owner --xattrs --xattrs-include='*' --format=posix "
+            "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime "
+            f"-C $t -cf {phases.WORK_IN_BUILDER}/root.tar ."
         )
         exec_in(builder, ["bash", "-c", script], self.env, out, f"{self.layer.name}: packing the root tree", self.logfile)
         self._remove(builder)
@@ -164,6 +171,17 @@ class LayerBuild:
         shutil.rmtree(tree, ignore_errors=True)
         self.root_image = f"{ROOT_REPO}:{tag}"
         return self.root_image
+
+    def _clamp(self, target, out: Output) -> None:
+        """Mtimes of the layer's own files (whiteouts too, which the merged
+        tree hides) clamped to SOURCE_DATE_EPOCH, in the stopped container's upper folder."""
+        upper = client().api.inspect_container(target.id).get("GraphDriver", {}).get("Data", {}).get("UpperDir")
+        if not upper:
+            raise FactoryError("the container engine does not expose the container's upper folder (GraphDriver.UpperDir); use the overlay2 storage driver")
+        builder = self._builder(upper, privileged=False)
+        exec_in(builder, ["bash", phases.TIDY, "--clamp", phases.TARGET_IN_BUILDER], self.env, out,
+                f"{self.layer.name}: clamping mtimes", self.logfile)
+        self._remove(builder)
 
     def _remove(self, container) -> None:
         try:
@@ -203,11 +221,16 @@ class LayerBuild:
                     if builder is None:
                         builder = self._builder(merged, privileged=False)
                     self._outside(builder, phase, out, timings)
-            if builder is not None:
-                self._remove(builder)
+            if builder is None:
+                builder = self._builder(merged, privileged=False)
+            exec_in(builder, ["bash", phases.TIDY, phases.TARGET_IN_BUILDER], self.env, out, f"{self.layer.name}: tidying", self.logfile)
+            self._remove(builder)
+            exec_in(target, ["/bin/sh", "-c", phases.REMAKE_INITRAMFS], {**self.env, "HOME": "/root"}, out,
+                    f"{self.layer.name}: making the initramfs again", self.logfile)
             target.stop(timeout=1)
+            self._clamp(target, out)
             conf = {"Cmd": ["/bin/bash"], "Labels": _labels(self.layer, self.target_name)}
-            target.commit(repository=LAYER_REPO, tag=self.layer.key, conf=conf)
+            target.commit(repository=self.commit_as[0], tag=self.commit_as[1], conf=conf)
             return LayerResult(self.layer.name, self.layer.key, time.monotonic() - started, timings)
         finally:
             out.close()

@@ -17,6 +17,7 @@ import yaml
 from factory.elements import Element, dib_lib_dir
 from factory.errors import FactoryError
 from factory.layers import ALL_PHASES
+from factory.reproducible import source_date_epoch
 
 PHASE_DIRS = frozenset(f"{p}.d" for p in ALL_PHASES)
 SKIPPED_DIRS = frozenset({"tests", "test-elements", "__pycache__"})
@@ -29,6 +30,17 @@ CACHE_IN_BUILDER = "/tmp/factory/cache"  # DIB_IMAGE_CACHE, kept on the host bet
 HOOKS_IN_TARGET = "/tmp/in_target.d"
 PHASE_RUNNER = "/tmp/factory/dib-phase"
 RUNNER_SOURCE = Path(__file__).with_name("dib-phase")
+TIDY = "/tmp/factory/dib-tidy"
+TIDY_SOURCE = Path(__file__).with_name("dib-tidy")
+# After the tidy-up, in the target: an initramfs this layer made holds copies
+# of files the tidy-up changed (open-iscsi's initiator name), so it is made
+# again (mkinitramfs honours SOURCE_DATE_EPOCH).
+REMAKE_INITRAMFS = (
+    'PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"; '
+    'if command -v update-initramfs >/dev/null 2>&1 && '
+    '[ -n "$(find /boot -maxdepth 1 -name "initrd.img-*" -newermt "@$SOURCE_DATE_EPOCH" 2>/dev/null)" ]; '
+    'then update-initramfs -u -k all; fi'
+)
 
 
 def make_hooks(dest: Path, visible: dict[str, Element], runs: dict[str, Element], phases: tuple[str, ...]) -> None:
@@ -101,6 +113,8 @@ def contract_env(layer_env: dict[str, str], runs: dict[str, Element], element_pa
         "TMP_IMAGE_DIR": WORK_IN_BUILDER + "/image",
         "DIB_IMAGE_CACHE": CACHE_IN_BUILDER,
         "DIB_LOCKFILES": WORK_IN_BUILDER + "/locks",
+        # The one time a build may write, from the key's inputs (factory/reproducible.py).
+        "SOURCE_DATE_EPOCH": str(source_date_epoch(layer_env)),
     }
     env.update(layer_env)
     return env

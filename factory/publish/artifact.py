@@ -84,6 +84,11 @@ class Artifact:
         return {"image": base + self.image.name, "checksum": base + self.checksum_path.name,
                 "manifest": base + self.manifest_path.name, "latest": f"{base}latest/{self.latest_name()}.json"}
 
+    def supply_chain(self, prefix: str) -> dict[str, Path]:
+        """Object name -> file of the SBOM and provenance (and signature) beside the image."""
+        base = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        return {base + file: self.manifest_path.with_name(file) for file in (self.manifest.get("supply_chain") or {}).values()}
+
     def latest_pointer(self, locations: dict[str, str]) -> bytes:
         """What a "latest" pointer holds: where the image, checksum and
         manifest are, and what the image is."""
@@ -124,5 +129,8 @@ def load(path: Path) -> Artifact:
                         sha256=info["sha256"], bytes=info["bytes"])
     if not artifact.checksum_path.exists():
         raise FactoryError(f"{artifact.checksum_path.name} is missing beside {image.name}; rebuild the artifact")
+    missing = [p.name for p in artifact.supply_chain("").values() if not p.is_file()]
+    if missing:
+        raise FactoryError(f"{', '.join(missing)} missing beside {image.name}; rebuild the artifact")
     disk_image.check(image, fmt, artifact.sha256)
     return artifact

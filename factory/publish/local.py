@@ -47,6 +47,8 @@ def publish(artifact: Artifact, target: targets.Directory, opts: Options) -> Pub
                     partial.unlink(missing_ok=True)
         _write(checksum, artifact.checksum_path.read_bytes())
         _write(folder / names["manifest"], artifact.manifest_path.read_bytes())
+        for name, path in artifact.supply_chain("").items():
+            _write(folder / name, path.read_bytes())
         (folder / names["latest"]).parent.mkdir(parents=True, exist_ok=True)
         _write(folder / names["latest"], artifact.latest_pointer({k: names[k] for k in ("image", "checksum", "manifest")}))
     except OSError as e:

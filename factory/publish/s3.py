@@ -101,6 +101,8 @@ def publish(artifact: Artifact, target: targets.S3, opts: Options) -> Published:
         meta = artifact.metadata()
         _put(s3, bucket, names["checksum"], artifact.checksum_path.read_bytes(), "text/plain", meta)
         _put(s3, bucket, names["manifest"], artifact.manifest_path.read_bytes(), "application/json", meta)
+        for name, path in artifact.supply_chain(target.prefix).items():
+            _put(s3, bucket, name, path.read_bytes(), "application/json", meta)
         # The pointer last: it never names an image that is not all there.
         pointer = artifact.latest_pointer({k: f"s3://{bucket}/{names[k]}" for k in ("image", "checksum", "manifest")})
         _put(s3, bucket, names["latest"], pointer, "application/json", meta)

@@ -95,6 +95,8 @@ def publish(artifact: Artifact, target: targets.Swift, opts: Options) -> Publish
         _put(store, container, names["checksum"], artifact.checksum_path.read_bytes(), _headers(artifact, "text/plain"))
         _put(store, container, names["manifest"], artifact.manifest_path.read_bytes(),
              _headers(artifact, "application/json"))
+        for name, path in artifact.supply_chain(target.prefix).items():
+            _put(store, container, name, path.read_bytes(), _headers(artifact, "application/json"))
         pointer = artifact.latest_pointer({k: f"swift://{container}/{names[k]}" for k in ("image", "checksum", "manifest")})
         _put(store, container, names["latest"], pointer, _headers(artifact, "application/json"))
     except cloud.errors() as e:

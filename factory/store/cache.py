@@ -14,9 +14,10 @@ import docker
 import requests
 import yaml
 
-from factory import log
+from factory import attest, log
 from factory.config import read_config_file
 from factory.errors import FactoryError, Unavailable
+from factory.signing import Untrusted
 from factory.store.remote import Refused, RemoteStore, RemoteURL, Transfer, Unreachable, first_line, parse_url
 
 _log = log.get("cache")
@@ -34,6 +35,8 @@ class CacheSettings:
     destination: str | None = None
     required: bool = False
     s3_endpoint_url: str | None = None
+    signing_key: Path | None = None  # signs what is pushed
+    allowed_signers: Path | None = None  # pulled layers must be signed by one of these
 
 
 _CACHE_KEYS = {"from": "sources", "to": "destination", "required": "required", "s3_endpoint_url": "s3_endpoint_url"}
@@ -58,7 +61,8 @@ def _listed(value) -> tuple[str, ...]:
 
 
 def cache_settings(sources: list[str], destination: str | None, required: bool, s3_endpoint_url: str | None,
-                   config: Path | None = None, environ: dict[str, str] | None = None) -> CacheSettings:
+                   config: Path | None = None, environ: dict[str, str] | None = None,
+                   signing_key: Path | None = None, allowed_signers: Path | None = None) -> CacheSettings:
     """Flags win over FACTORY_CACHE_* variables, which win over factory.yaml's `cache:`."""
     env = os.environ if environ is None else environ
     file = _cache_file_values(config)
@@ -67,6 +71,7 @@ def cache_settings(sources: list[str], destination: str | None, required: bool, 
         destination=destination or env.get("FACTORY_CACHE_TO") or file.get("destination") or None,
         required=required or env.get("FACTORY_CACHE_REQUIRED", "").lower() in ("1", "true", "yes") or bool(file.get("required")),
         s3_endpoint_url=s3_endpoint_url or env.get("FACTORY_S3_ENDPOINT_URL") or file.get("s3_endpoint_url") or None,
+        signing_key=signing_key, allowed_signers=allowed_signers,
     )
     for url in (*settings.sources, *([settings.destination] if settings.destination else [])):
         parse_url(url)
@@ -108,7 +113,18 @@ class RemoteCache:
             if url in self.down:
                 continue
             try:
-                got = self._store(url).pull(key)
+                store = self._store(url)
+                files = store.pull_attachments(key)
+                statement = signer = None
+                if self.settings.allowed_signers:  # before a byte of the layer is fetched
+                    statement, signer = attest.trusted(key, files, self.settings.allowed_signers)
+                got = store.pull(key)
+                if got is not None and statement is not None:
+                    attest.check_pulled(key, statement)
+                    _log.info("layer signature verified", layer=layer, key=key[:16], signer=signer, cache=url)
+            except Untrusted as e:
+                _log.warning(f"layer refused: {e} (--require-signed); building it instead", layer=layer, key=key[:16], cache=url)
+                continue
             except Refused as e:
                 _log.warning("layer refused: it does not match its recorded digest; building it instead",
                              layer=layer, key=key[:16], cache=url, reason=first_line(e))
@@ -118,6 +134,7 @@ class RemoteCache:
                 self._failed(url, e)
                 continue
             if got is not None:
+                attest.save(key, files)
                 _log.info("layer pulled", layer=layer, key=key[:16], seconds=round(got.seconds, 1), bytes=got.bytes, cache=url)
                 return got
         return None
@@ -131,7 +148,10 @@ class RemoteCache:
         store = self._store(url)
         for layer, key in layers:
             try:
-                if (url, key) not in self.refused and store.has(key):
+                there = (url, key) not in self.refused and store.has(key)
+                if not there or self.settings.signing_key:
+                    store.push_attachments(key, attest.ensure(key, self.settings.signing_key))
+                if there:
                     _log.info("layer already in the cache", layer=layer, key=key[:16], cache=url)
                     continue
                 sent[key] = store.push(key)

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import docker
 
+from factory import attest
 from factory.engine.docker import client
 from factory.errors import FactoryError
 from factory.stored import LABEL, layer_tag
@@ -44,6 +45,20 @@ def layer_image(key: str):
         return client().images.get(layer_tag(key))
     except docker.errors.ImageNotFound as e:
         raise FactoryError(f"layer {key[:16]} is not in the local store; build it first") from e
+
+
+def own_diffs(ref: str) -> list[str]:
+    """The diff digests a layer image adds over its parent layer, bottom first."""
+    image = client().images.get(ref)
+    diffs = list(image.attrs["RootFS"]["Layers"])
+    parent = (image.labels or {}).get(f"{LABEL}.parent")
+    if not parent:
+        return diffs
+    try:
+        below = list(client().images.get(layer_tag(parent)).attrs["RootFS"]["Layers"])
+    except docker.errors.ImageNotFound:
+        return diffs
+    return diffs[len(below):] if diffs[:len(below)] == below else diffs
 
 
 def list_layers() -> list[StoredLayer]:
@@ -114,6 +129,7 @@ def _untag(keys: set[str], rows: list[StoredLayer]) -> list[str]:
     for key in sorted(keys, key=lambda k: -depth.get(k, 0)):
         _untag_name(by_key[key])
         client().images.remove(layer_tag(key))
+        attest.forget(key)
         removed.append(f"{by_key[key].layer} {key}")
     return removed
 

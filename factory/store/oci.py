@@ -4,14 +4,20 @@ The engine does the integrity work: a pull names the manifest digest the
 registry recorded at push, and the engine checks that manifest and every blob
 against their digests before it keeps anything. Listing and deleting speak the
 registry's HTTP API, which the engine does not expose.
+
+A layer's attachments (SBOM, provenance, signature: factory/attest.py) travel
+as a one-layer image of those files tagged `<key>.att`, which the engine
+pushes and pulls with the same credentials as the layer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import ipaddress
 import json
 import socket
+import tarfile
 import time
 from dataclasses import dataclass, field
 
@@ -202,12 +208,47 @@ class OciStore:
         _log.debug("pushed", key=key[:16], digest=tally.digest)
         return Transfer(sent, time.monotonic() - started)
 
+    def push_attachments(self, key: str, files: dict[str, bytes]) -> None:
+        tag = attachments_tag(key)
+        with self._lock(tag):
+            client().api.import_image_from_data(files_tar(files), repository=self.repo, tag=tag,
+                                                changes=[f"LABEL {LABEL}.attachments={key}"])
+            try:
+                def send() -> None:
+                    for event in client().api.push(self.repo, tag=tag, stream=True, decode=True):
+                        if "error" in event:
+                            raise _StreamError(event["error"])
+
+                self.retry.call(send, _transient, f"{self.url}: pushing the attachments of {key[:16]}")
+            finally:
+                client().images.remove(f"{self.repo}:{tag}")
+
+    def pull_attachments(self, key: str) -> dict[str, bytes]:
+        tag = attachments_tag(key)
+        digest = self._digest(tag)
+        if digest is None:
+            return {}
+        pinned = f"{self.repo}@{digest}"
+        with self._lock(tag):
+            def fetch() -> None:
+                for event in client().api.pull(self.repo, tag=digest, stream=True, decode=True):
+                    if "error" in event:
+                        raise _StreamError(event["error"])
+
+            self.retry.call(fetch, _transient, f"{self.url}: pulling the attachments of {key[:16]}")
+            try:
+                return files_in_saved(b"".join(client().api.get_image(pinned)))
+            finally:
+                client().images.remove(pinned)
+
     def list(self) -> list[RemoteLayer]:
         registry = self._registry()
 
         def read() -> list[RemoteLayer]:
             rows = []
             for tag in registry.tags():
+                if tag.endswith(_ATTACHMENTS):
+                    continue
                 digest, manifest = registry.manifest(tag)
                 config = registry.config(manifest)
                 labels = (config.get("config") or {}).get("Labels") or {}
@@ -222,6 +263,46 @@ class OciStore:
 
     def delete(self, layers: list[RemoteLayer]) -> None:
         registry = self._registry()
+        tags = set(registry.tags())
         for layer in layers:
             self.retry.call(lambda: registry.delete(layer.digest), _transient, f"{self.url}: deleting {layer.key[:16]}")
+            if attachments_tag(layer.key) in tags:
+                digest, _ = registry.manifest(attachments_tag(layer.key))
+                self.retry.call(lambda: registry.delete(digest), _transient, f"{self.url}: deleting the attachments of {layer.key[:16]}")
+
+
+_ATTACHMENTS = ".att"
+
+
+def attachments_tag(key: str) -> str:
+    return key + _ATTACHMENTS
+
+
+def files_tar(files: dict[str, bytes]) -> bytes:
+    """A tarball of the files, the same bytes for the same files."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def files_in_saved(archive: bytes) -> dict[str, bytes]:
+    """The regular files in the layers of a `docker save` archive (of an attachments image)."""
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(archive)) as outer:
+        for member in outer:
+            if not member.isfile():
+                continue
+            data = outer.extractfile(member).read()
+            try:
+                with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                    for entry in layer:
+                        if entry.isfile():
+                            files[entry.name.removeprefix("./")] = layer.extractfile(entry).read()
+            except tarfile.ReadError:
+                continue  # a config or manifest, not a layer
+    return files
 

@@ -89,6 +89,10 @@ class RemoteStore(Protocol):
 
     def delete(self, layers: list[RemoteLayer]) -> None: ...
 
+    def push_attachments(self, key: str, files: dict[str, bytes]) -> None: ...
+
+    def pull_attachments(self, key: str) -> dict[str, bytes]: ...
+
 
 @dataclass(frozen=True)
 class RetryPolicy:

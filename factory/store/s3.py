@@ -6,6 +6,8 @@ Layout under the prefix, content-addressed so that bytes are stored once:
                        of its uncompressed bytes (the digest the image names)
   layers/<key>.json    the record of one layer: its config digest and the
                        digests of every diff it stands on, in order
+  attachments/<key>/<name>  the layer's SBOM, provenance statement and its
+                       signature (factory/attest.py), written before the record
 A record is written last, after every blob it names is complete (multipart
 uploads appear whole or not at all), so a key is visible only when it can be
 pulled; two machines pushing one key each write complete blobs and a complete
@@ -64,6 +66,9 @@ class Layout:
 
     def record(self, key: str) -> str:
         return self._join("layers", f"{key}.json")
+
+    def attachment(self, key: str, name: str) -> str:
+        return self._join("attachments", key, name)
 
     @property
     def records(self) -> str:
@@ -322,6 +327,17 @@ class S3Store:
                 path.unlink()
         return config_bytes, sent
 
+    def push_attachments(self, key: str, files: dict[str, bytes]) -> None:
+        for name, data in sorted(files.items()):
+            self._call(f"writing {name} of {key[:16]}", lambda: self.s3.put_object(
+                Bucket=self.bucket, Key=self.layout.attachment(key, name), Body=data))
+
+    def pull_attachments(self, key: str) -> dict[str, bytes]:
+        from factory.attest import NAMES
+
+        found = {name: self._get(self.layout.attachment(key, name)) for name in NAMES}
+        return {name: data for name, data in found.items() if data is not None}
+
     def list(self) -> list[RemoteLayer]:
         rows = []
         for name in self._names(self.layout.records):
@@ -348,6 +364,8 @@ class S3Store:
         """Records first (the layers vanish at once), then blobs no record names."""
         for layer in layers:
             self._call(f"deleting {layer.key[:16]}", lambda: self.s3.delete_object(Bucket=self.bucket, Key=self.layout.record(layer.key)))
+            for name in self._names(self.layout.attachment(layer.key, "") + "/"):
+                self._call(f"deleting {name}", lambda: self.s3.delete_object(Bucket=self.bucket, Key=name))
         named: set[str] = set()
         for name in self._names(self.layout.records):
             record = json.loads(self._get(name) or b"{}")

@@ -187,9 +187,18 @@ def test_the_engines_export_reads_as_a_tar_stream():
 class FakeStore:
     """A store in memory: keys it has, keys whose bytes are bad, or no answer at all."""
 
-    def __init__(self, has=(), bad=(), down=False):
+    def __init__(self, has=(), bad=(), down=False, attachments=None):
         self.keys, self.bad, self.down = set(has), set(bad), down
         self.pushed: list[str] = []
+        self.attachments: dict[str, dict[str, bytes]] = attachments or {}
+
+    def push_attachments(self, key, files):
+        self._answer()
+        self.attachments[key] = dict(files)
+
+    def pull_attachments(self, key):
+        self._answer()
+        return dict(self.attachments.get(key, {}))
 
     def _answer(self):
         if self.down:
@@ -211,6 +220,13 @@ class FakeStore:
         self.keys.add(key)
         self.bad.discard(key)
         return Transfer(5, 0.5)
+
+
+@pytest.fixture(autouse=True)
+def documents(monkeypatch, tmp_path):
+    """A layer's documents, without an engine to make them from."""
+    monkeypatch.setenv("FACTORY_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setattr("factory.attest.ensure", lambda key, signing_key=None: {"provenance.json": key.encode()})
 
 
 def _cache(stores: dict, **settings) -> RemoteCache:
@@ -240,6 +256,7 @@ def test_a_refused_layer_is_pushed_again_and_a_present_one_is_not():
     assert cache.pull("guest", "guest") is None
     sent = cache.push([("base", "base"), ("guest", "guest"), ("datastore", "ds")])
     assert store.pushed == ["guest", "ds"] and set(sent) == {"guest", "ds"}
+    assert set(store.attachments) == {"guest", "ds"}  # the documents travel with the layer
 
 
 def test_a_destination_that_goes_away_stops_the_pushes_not_the_build():
