@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -178,15 +179,15 @@ def plan(
         [destinations.parse(p) for p in publish]
         cache = cache_settings(cache_from, cache_to, cache_required, s3_endpoint_url, flags.config)
         pipelines.check(emit, runner, cache.destination, flags.config)
-        return cache
+        # Jobs pull from where the others push, unless told otherwise.
+        return replace(cache, sources=cache.sources or tuple(filter(None, [cache.destination])))
 
     _, targets, cache = all_at_once(output_form, lambda: _targets(flags, target_names), graph_options)
     if emit:
         from factory import pipelines
         from factory.graph import Jobs
 
-        jobs = Jobs(config=str(flags.config or ""), cache_from=cache.sources or tuple(filter(None, [cache.destination])),
-                    cache_to=cache.destination, s3_endpoint_url=cache.s3_endpoint_url, verify=verify,
+        jobs = Jobs(config=str(flags.config or ""), cache_from=cache.sources, cache_to=cache.destination, s3_endpoint_url=cache.s3_endpoint_url, verify=verify,
                     publish=tuple(publish), base=base)
         typer.echo(pipelines.emit(emit, targets, jobs, cache, runner, ["factory", *sys.argv[1:]], base))
         return

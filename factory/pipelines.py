@@ -60,6 +60,10 @@ def _header(tool: str, argv: list[str]) -> str:
 
 
 def _artifact_paths(output: str) -> list[str]:
+    """What a target's job keeps: the manifest and checksums (the image leaves
+    through --publish). CI systems keep files of the job's folder only."""
+    if output.startswith("/"):
+        return []
     return [f"{output.rstrip('/')}/*.manifest.json", f"{output.rstrip('/')}/*.sha256"]
 
 
@@ -71,8 +75,9 @@ def gitlab(graph: Graph, runner: str, argv: list[str]) -> str:
     for node in graph.layers:
         doc[node.id] = {"stage": "layers", "needs": node.needs, "script": [shlex.join(node.command)]}
     for node in graph.targets:
-        doc[node.id] = {"stage": "images", "needs": node.needs, "script": [shlex.join(node.command)],
-                        "artifacts": {"paths": _artifact_paths(node.output)}}
+        doc[node.id] = {"stage": "images", "needs": node.needs, "script": [shlex.join(node.command)]}
+        if _artifact_paths(node.output):
+            doc[node.id]["artifacts"] = {"paths": _artifact_paths(node.output)}
     return _header("GitLab CI pipeline", argv) + _dump(doc)
 
 
@@ -85,14 +90,15 @@ def github(graph: Graph, runner: str, argv: list[str]) -> str:
         if needs:
             out["needs"] = needs
         if env:
-            out["env"] = env
+            out["env"] = dict(env)  # its own copy: no YAML anchors, which not every reader takes
         out["steps"] = [{"uses": "actions/checkout@v4"}, {"run": prelude + shlex.join(command)}, *extra]
         return out
 
     jobs = {n.id: job(f"{n.layer} {n.key[:12]}", n.needs, n.command, []) for n in graph.layers}
     for n in graph.targets:
-        upload = {"uses": "actions/upload-artifact@v4", "with": {"name": n.target, "path": "\n".join(_artifact_paths(n.output))}}
-        jobs[n.id] = job(f"image {n.target}", n.needs, n.command, [upload])
+        paths = _artifact_paths(n.output)
+        upload = [{"uses": "actions/upload-artifact@v4", "with": {"name": n.target, "path": "\n".join(paths)}}] if paths else []
+        jobs[n.id] = job(f"image {n.target}", n.needs, n.command, upload)
     doc: dict = {"name": "factory images", "on": {"workflow_dispatch": {}}, "permissions": {"contents": "read"}}
     if runner == "image":
         doc["env"] = {IMAGE_VARIABLE: DEFAULT_IMAGE}

@@ -47,6 +47,13 @@ def test_gitlab_jobs_are_the_graph():
     assert "default" not in doc  # the shell runner's own factory
 
 
+def test_an_output_outside_the_project_is_no_artifact():
+    base = LayerRef("base", _key("a"))
+    g = build_graph([Stack("t", (base,), "/srv/images")], set(), Jobs(config="f.yaml", cache_to=CACHE))
+    assert "artifacts" not in yaml.safe_load(gitlab(g, "shell", ARGV))["image-t"]
+    assert len(yaml.safe_load(github(g, "shell", ARGV))["jobs"]["image-t"]["steps"]) == 2
+
+
 def test_gitlab_image_runner_defines_factory_as_the_image():
     doc = yaml.safe_load(gitlab(graph(), "image", ARGV))
     assert doc["variables"] == {"FACTORY_IMAGE": "factory"}
@@ -80,7 +87,9 @@ def test_github_workflow_is_the_graph_and_well_formed():
 def test_secrets_are_mapped_not_written():
     g = graph(cache_from="s3://bucket/layers", cache_to="s3://bucket/layers", publish=("glance",))
     assert credentials(g)[:2] == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] and "OS_PASSWORD" in credentials(g)
-    doc = yaml.safe_load(github(g, "image", ARGV))
+    text = github(g, "image", ARGV)
+    assert "&id" not in text  # no YAML anchors
+    doc = yaml.safe_load(text)
     for job in doc["jobs"].values():
         assert job["env"]["AWS_SECRET_ACCESS_KEY"] == "${{ secrets.AWS_SECRET_ACCESS_KEY }}"
         assert job["env"]["OS_PASSWORD"] == "${{ secrets.OS_PASSWORD }}"
