@@ -176,7 +176,8 @@ def plan(
 
         if not emit:
             return None
-        [destinations.parse(p) for p in publish]
+        for destination in publish:
+            destinations.parse(destination)
         cache = cache_settings(cache_from, cache_to, cache_required, s3_endpoint_url, flags.config)
         pipelines.check(emit, runner, cache.destination, flags.config)
         # Jobs pull from where the others push, unless told otherwise.
