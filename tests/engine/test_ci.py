@@ -69,9 +69,9 @@ class Project:
         return subprocess.run([str(VENV_BIN / "factory"), *args], cwd=self.root, env=self.env, capture_output=True,
                               text=True, timeout=3600)
 
-    def emit(self, form: str) -> str:
+    def emit(self, form: str, cache: str | None = None) -> str:
         run = self.factory("plan", "--config", "factory.yaml", "--emit", form, "--runner", "shell",
-                           "--cache-to", self.registry.url)
+                           "--cache-to", cache or self.registry.url)
         assert run.returncode == 0, run.stderr[-3000:]
         return run.stdout
 
@@ -195,11 +195,23 @@ def test_the_same_targets_one_after_another_for_the_wall_time(pipeline, tmp_path
 def test_act_runs_the_github_workflow(pipeline, tmp_path):
     """act on its self-hosted platform: the jobs and their needs as GitHub
     runs them, offline; actions/checkout is act's own copy of the project,
-    actions/upload-artifact a stand-in (GitHub is not reachable from here)."""
-    project, graph, _, _, _ = pipeline
+    actions/upload-artifact a stand-in (GitHub is not reachable from here).
+    A registry of its own, empty: the pipeline's holds every layer by now,
+    and a graph made against it would have no layer jobs."""
+    project = pipeline[0]
+    registry = Registry(tmp_path / "act-registry").start()
+    try:
+        _run_act(project, registry, tmp_path)
+    finally:
+        registry.stop()
+
+
+def _run_act(project: Project, registry: Registry, tmp_path: Path) -> None:
+    graph = json.loads(project.emit("json", registry.url))
+    assert graph["layers"], "the graph has no layer jobs"
     workflow = project.root / ".github" / "workflows" / "factory.yml"
     workflow.parent.mkdir(parents=True)
-    workflow.write_text(project.emit("github"))
+    workflow.write_text(project.emit("github", registry.url))
     stand_in = tmp_path / "upload-artifact"
     stand_in.mkdir()
     (stand_in / "action.yml").write_text(UPLOAD_STAND_IN)
@@ -209,11 +221,13 @@ def test_act_runs_the_github_workflow(pipeline, tmp_path):
                          cwd=project.root, env=project.env, capture_output=True, text=True, timeout=7200)
     seconds = time.monotonic() - started
     output = run.stdout + run.stderr
-    jobs = [n for n in [*graph["layers"], *graph["targets"]]]
+    jobs = [*graph["layers"], *graph["targets"]]
     for node in jobs:
         name = f"{node['layer']} {node['key'][:12]}" if "layer" in node else f"image {node['target']}"
         assert f"[factory images/{name}] 🏁  Job succeeded" in output, output[-6000:]
     assert run.returncode == 0, output[-6000:]
-    for target in graph["targets"]:
-        assert f"out/{target['target']}" in output or target["target"] in output
-    print(f"\nact: {len(jobs)} jobs succeeded in {seconds:.0f}s (layers found in the local store and the registry)")
+    for target in graph["targets"]:  # the upload stand-in listed the target's manifest
+        assert re.search(rf"out/{target['target']}-[0-9a-f]{{12}}\.manifest\.json", output), output[-6000:]
+    for node in graph["layers"]:
+        assert registry.manifest(node["key"])["layers"], f"{node['id']} is not in the registry"
+    print(f"\nact: {len(jobs)} jobs succeeded in {seconds:.0f}s; each layer job pushed its layer to an empty registry")
