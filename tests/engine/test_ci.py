@@ -192,26 +192,26 @@ def test_the_same_targets_one_after_another_for_the_wall_time(pipeline, tmp_path
           f"(its jobs also pushed every layer to the registry); datastore layers {ours}")
 
 
-def test_act_runs_the_github_workflow(pipeline, tmp_path):
+def test_act_runs_the_github_workflow(tmp_path, builder):
     """act on its self-hosted platform: the jobs and their needs as GitHub
     runs them, offline; actions/checkout is act's own copy of the project,
     actions/upload-artifact a stand-in (GitHub is not reachable from here).
-    A registry of its own, empty: the pipeline's holds every layer by now,
-    and a graph made against it would have no layer jobs."""
-    project = pipeline[0]
-    registry = Registry(tmp_path / "act-registry").start()
+    A project, datastore layers and an empty registry of its own."""
+    (tmp_path / "registry").mkdir()
+    registry = Registry(tmp_path / "registry").start()
+    project = make_project(tmp_path / "project", registry, tmp_path)
+    graph = json.loads(project.emit("json"))
     try:
-        _run_act(project, registry, tmp_path)
+        _run_act(project, graph, tmp_path)
     finally:
         registry.stop()
+        forget(project, [n["key"] for n in graph["layers"] if n["layer"] == "datastore"])
 
 
-def _run_act(project: Project, registry: Registry, tmp_path: Path) -> None:
-    graph = json.loads(project.emit("json", registry.url))
-    assert graph["layers"], "the graph has no layer jobs"
+def _run_act(project: Project, graph: dict, tmp_path: Path) -> None:
     workflow = project.root / ".github" / "workflows" / "factory.yml"
     workflow.parent.mkdir(parents=True)
-    workflow.write_text(project.emit("github", registry.url))
+    workflow.write_text(project.emit("github"))
     stand_in = tmp_path / "upload-artifact"
     stand_in.mkdir()
     (stand_in / "action.yml").write_text(UPLOAD_STAND_IN)
@@ -229,5 +229,7 @@ def _run_act(project: Project, registry: Registry, tmp_path: Path) -> None:
     for target in graph["targets"]:  # the upload stand-in listed the target's manifest
         assert re.search(rf"out/{target['target']}-[0-9a-f]{{12}}\.manifest\.json", output), output[-6000:]
     for node in graph["layers"]:
-        assert registry.manifest(node["key"])["layers"], f"{node['id']} is not in the registry"
-    print(f"\nact: {len(jobs)} jobs succeeded in {seconds:.0f}s; each layer job pushed its layer to an empty registry")
+        assert project.registry.manifest(node["key"])["layers"], f"{node['id']} is not in the registry"
+    built = re.findall(r"\[factory images/(datastore [0-9a-f]{12})\]\s+\|\s+datastore [0-9a-f]{12} built", output)
+    assert len(built) == 2, output[-6000:]  # this test's own layers, each by its job
+    print(f"\nact: {len(jobs)} jobs succeeded in {seconds:.0f}s; built by their jobs: {built}")
