@@ -20,10 +20,11 @@ from pathlib import Path
 
 import docker
 
-from factory import __version__, agent, attest, diff, keys, log, owners, provenance, reproducible, sbom, signing
+from factory import __version__, agent, attest, diff, keys, log, owners, progress, provenance, reproducible, sbom, signing
 from factory.target import Target
 from factory.target_settings import size_in_gib
 from factory.elements import dib_version
+from factory.errors import BuildFailed
 from factory.engine import phases
 from factory.engine.docker import client, run_output
 from factory.engine.assembly import layer_dirs_of, release_loops, run_assembler
@@ -120,6 +121,7 @@ def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, c
     with host_lock(f"artifact-{lock}", "another build is assembling this artifact; waiting for it", artifact=name):
         if not again and manifest_path.exists() and all((out_dir / f"{name}.{f}").exists() for f in target.formats):
             _log.info("artifact already there; nothing to assemble", manifest=str(manifest_path))
+            progress.event("assemble", key, "assemble", "cached", target=target.name, path=str(manifest_path))
             return manifest_path
         return _assemble(plan, trust, element_paths, state, cache_dir, compression, qemu_options, verbose,
                          key, name, out_dir, manifest_path)
@@ -148,7 +150,14 @@ def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, 
         env, binds = _assembler_inputs(plan, trust, element_paths, cache_dir, work, partial_dir, name,
                                        compression, qemu_options, verbose)
         _log.info("assembling", artifact=name, formats=",".join(target.formats), compression=compression)
-        run_assembler(plan.builder_image, binds, env, ["bash", ASSEMBLER_IN_BUILDER], key, logfile, verbose)
+        progress.event("assemble", key, "assemble", "running", target=target.name)
+        try:
+            run_assembler(plan.builder_image, binds, env, ["bash", ASSEMBLER_IN_BUILDER], key, logfile, verbose,
+                          lambda text: progress.line("assemble", key, text))
+        except BuildFailed:
+            progress.event("assemble", key, "assemble", "failed", seconds=time.monotonic() - started,
+                           target=target.name, path=str(logfile), tail=tuple(_read_lines(logfile)[-15:]))
+            raise
         tree_kb = next((int(l.split(":")[1]) for l in reversed(_read_lines(logfile)) if l.startswith("FACTORY-TREE-KB:")), 0)
         images = {}
         for fmt in target.formats:
@@ -182,6 +191,8 @@ def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, 
         for file in supply.values():
             (partial_dir / file).rename(out_dir / file)
         (partial_dir / manifest_path.name).rename(manifest_path)
+        progress.event("assemble", key, "assemble", "done", seconds=time.monotonic() - started,
+                       bytes=sum(i["bytes"] for i in images.values()), target=target.name, path=str(manifest_path))
         return manifest_path
     finally:
         for dev in release_loops(work) if work.is_dir() else []:

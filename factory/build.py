@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from factory import agent, attest, compat, containers, gc, log
+from factory import agent, attest, compat, containers, gc, log, progress
 from factory.assemble import DEFAULT_COMPRESSION, assemble
 from factory.target import Target
 from factory.elements import search_path
@@ -76,6 +76,7 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCac
         if image_exists(layer.tag) and not forcing:
             _log.info("layer cached", layer=layer.name, key=layer.key[:16])
             summary.append({"layer": layer.name, "key": layer.key, "state": "cached", "seconds": time.monotonic() - started})
+            progress.event(layer.name, layer.key, "layer", "cached", target=plan.target.name)
             attest.ensure(layer.key, cache.settings.signing_key)
             parent = layer.tag
             continue
@@ -83,8 +84,11 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCac
             if image_exists(layer.tag) and not forcing:
                 _log.info("layer cached", layer=layer.name, key=layer.key[:16], built_by="another run")
                 summary.append({"layer": layer.name, "key": layer.key, "state": "cached (built by another run)", "seconds": time.monotonic() - started})
+                progress.event(layer.name, layer.key, "layer", "cached", target=plan.target.name)
             elif not forcing and (pulled := cache.pull(layer.name, layer.key)):
                 summary.append({"layer": layer.name, "key": layer.key, "state": f"pulled {_mib(pulled.bytes)}", "seconds": pulled.seconds})
+                progress.event(layer.name, layer.key, "layer", "pulled", seconds=pulled.seconds, bytes=pulled.bytes,
+                               target=plan.target.name)
             else:
                 if layer is plan.layers[0]:
                     check_mirror(plan.target)
@@ -94,6 +98,7 @@ def build_layers(plan: Plan, refresh: list[str], verbose: bool, cache: RemoteCac
                 _log.info("layer built", layer=layer.name, seconds=round(result.seconds, 1),
                           phases=", ".join(f"{p.phase} {p.seconds:.0f}s" for p in result.phases))
                 summary.append({"layer": layer.name, "key": layer.key, "state": "built", "seconds": result.seconds})
+                progress.event(layer.name, layer.key, "layer", "built", seconds=result.seconds, target=plan.target.name)
             attest.ensure(layer.key, cache.settings.signing_key)
         parent = layer.tag
     return summary
@@ -109,7 +114,9 @@ def build_image(image: ImagePlan, refresh: bool, cache: RemoteCache) -> dict:
     if image_exists(layer_tag(image.key)) and not refresh:
         dsimage.tag(image)
         _log.info("layer cached", layer=IMAGE_LAYER, key=image.key[:16], image=image.recipe.ref)
+        progress.event(IMAGE_LAYER, image.key, "layer", "cached", target=image.target)
         return {**row, "state": "cached", "seconds": time.monotonic() - started}
+    pulled = None
     with _layer_lock(image.key):
         if image_exists(layer_tag(image.key)) and not refresh:
             state, seconds = "cached (built by another run)", time.monotonic() - started
@@ -117,8 +124,11 @@ def build_image(image: ImagePlan, refresh: bool, cache: RemoteCache) -> dict:
             state, seconds = f"pulled {_mib(pulled.bytes)}", pulled.seconds
         else:
             keyring = None if not image.inputs.keyring else ensure_keyring(image.inputs.distro, None, image.inputs.arch)
+            progress.event(IMAGE_LAYER, image.key, "mmdebstrap", "running", target=image.target)
             state, seconds = "built", dsimage.build_image(image, state_dir() / "work", keyring)
         dsimage.tag(image)
+    progress.event(IMAGE_LAYER, image.key, "layer", state.split()[0], seconds=seconds,
+                   bytes=pulled.bytes if pulled else None, target=image.target)
     return {**row, "state": state, "seconds": seconds}
 
 
@@ -128,6 +138,9 @@ def _mib(size: int) -> str:
 
 def _push(stored: list[tuple[str, str]], cache: RemoteCache, summary: list[dict]) -> None:
     sent = cache.push(stored)
+    for name, key in stored:
+        if key in sent:
+            progress.event(name, key, "push", "pushed", seconds=sent[key].seconds, bytes=sent[key].bytes)
     for row in summary:
         if row["key"] in sent:
             row["state"] += f", pushed {_mib(sent[row['key']].bytes)} in {sent[row['key']].seconds:.0f}s"
@@ -147,12 +160,17 @@ def print_summary(summary: list[dict], total: float) -> None:
     Console(stderr=True).print(table)
 
 
-def plan_with_cache(target: Target, builder_base: str | None = None) -> Plan:
-    """The plan `factory plan` shows: keys need the builder image's id, and
-    each layer says whether the local store has it."""
+def planned(target: Target, builder_base: str | None = None) -> tuple[Plan, list[containers.ImageSource]]:
+    """The target's layers with their keys (which need the builder image's
+    id), and its datastore images (container mode)."""
     builder = ensure_builder(host_trust(), base=builder_base, verbose=log.VERBOSE)
     target, sources = containers.with_images(target)
-    plan = plan_stack(target, builder.id)
+    return plan_stack(target, builder.id), sources
+
+
+def plan_with_cache(target: Target, builder_base: str | None = None) -> Plan:
+    """The plan `factory plan` shows: each layer says whether the local store has it."""
+    plan, sources = planned(target, builder_base)
     for layer in plan.layers:
         layer.cached = image_exists(layer.tag)
     plan.images = [{"image": s.ref, "source": s.kind,
@@ -181,24 +199,12 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
     gc.remove_orphan_containers()
     for warning in agent.warnings(target.agent, target.mode, target.datastore) + compat.target_warnings(target):
         _log.warning(warning)
-    builder = ensure_builder(host_trust(), base=builder_base, verbose=log.VERBOSE)
-    target, sources = containers.with_images(target)
-    plan = plan_stack(target, builder.id)
+    plan, sources = planned(target, builder_base)
     check_requirements(plan)
     check_size_floor(plan)
-    if not target.env_dict().get("DIB_APT_KEYRING"):
-        ensure_keyring(target.distro, target.env_dict().get("DIB_DISTRIBUTION_MIRROR"), target.arch)
+    _ensure_keyring(plan.target)
     remote = RemoteCache(cache)
-    refresh = list(refresh or [])
-    summary: list[dict] = []
-    stored = [(l.name, l.key) for l in plan.layers]
-    rebuild = IMAGE_LAYER in refresh
-    for image in (s.plan for s in sources if s.plan):
-        summary.append(build_image(image, rebuild, remote))
-        stored.insert(0, (IMAGE_LAYER, image.key))
-    if rebuild:  # a rebuilt image has the same key: the layer that preloads it is rebuilt on purpose
-        refresh = [r for r in refresh if r != IMAGE_LAYER] + ["datastore"]
-    summary += build_layers(plan, refresh, log.VERBOSE, remote)
+    summary, stored = _images_and_layers(plan, [s.plan for s in sources if s.plan], list(refresh or []), remote)
     plan.images = [preload.record(s) for s in sources]
     assemble_started = time.monotonic()
     manifest = assemble(plan, host_trust(), search_path(), state_dir(), _cache_dir(),
@@ -210,3 +216,67 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
     print_summary(summary, time.monotonic() - started)
     _log.info("artifact ready", manifest=str(manifest))
     return manifest
+
+
+def _ensure_keyring(target: Target) -> None:
+    if not target.env_dict().get("DIB_APT_KEYRING"):
+        ensure_keyring(target.distro, target.env_dict().get("DIB_DISTRIBUTION_MIRROR"), target.arch)
+
+
+def _images_and_layers(plan: Plan, images: list[ImagePlan], refresh: list[str],
+                       remote: RemoteCache) -> tuple[list[dict], list[tuple[str, str]]]:
+    """The datastore images, then the layers: each reused, pulled or built.
+    Returns the summary rows and what a push sends, bottom first."""
+    summary: list[dict] = []
+    rebuild = IMAGE_LAYER in refresh
+    for image in images:
+        summary.append(build_image(image, rebuild, remote))
+    if rebuild:  # a rebuilt image has the same key: the layer that preloads it is rebuilt on purpose
+        refresh = [r for r in refresh if r != IMAGE_LAYER] + ["datastore"]
+    summary += build_layers(plan, refresh, log.VERBOSE, remote)
+    return summary, [(IMAGE_LAYER, i.key) for i in images] + [(l.name, l.key) for l in plan.layers]
+
+
+def find_layer(targets: list[Target], prefix: str, builder_base: str | None = None):
+    """The one layer (or datastore image) of these targets whose key starts
+    with `prefix`: (plan, its images, the layer's index or the image)."""
+    found: dict[str, tuple] = {}
+    for target in targets:
+        plan, sources = planned(target, builder_base)
+        for image in (s.plan for s in sources if s.plan):
+            if image.key.startswith(prefix):
+                found.setdefault(image.key, (plan, sources, image, IMAGE_LAYER))
+        for index, layer in enumerate(plan.layers):
+            if layer.key.startswith(prefix):
+                found.setdefault(layer.key, (plan, sources, index, layer.name))
+    if not found:
+        raise UsageError(f"--layer {prefix}: no layer of these targets has such a key; keys change with the matrix, the "
+                         "elements and the factory: make the pipeline again (`factory plan --emit`), `factory plan` lists them")
+    if len(found) > 1:
+        names = ", ".join(f"{entry[3]} {key[:16]}" for key, entry in found.items())
+        raise UsageError(f"--layer {prefix} names several layers ({names}); give more of the key")
+    return next(iter(found.values()))[:3]
+
+
+def build_layer(targets: list[Target], prefix: str, refresh: list[str] | None = None, builder_base: str | None = None,
+                cache: CacheSettings = CacheSettings()) -> tuple[str, str]:
+    """One node of the build graph: the layer whose key starts with `prefix`
+    (and what it builds on, reused, pulled or built), pushed to the cache;
+    nothing assembled. Returns (layer, key)."""
+    started = time.monotonic()
+    gc.remove_orphan_containers()
+    plan, sources, which = find_layer(targets, prefix, builder_base)
+    remote = RemoteCache(cache)
+    if isinstance(which, ImagePlan):
+        summary = [build_image(which, IMAGE_LAYER in (refresh or []), remote)]
+        stored = [(IMAGE_LAYER, which.key)]
+    else:
+        plan.layers = plan.layers[: which + 1]
+        check_requirements(plan)
+        _ensure_keyring(plan.target)
+        preloaded = " ".join(l.env.get("DATASTORE_IMAGE_SOURCE", "") for l in plan.layers)
+        images = [s.plan for s in sources if s.plan and s.plan.key in preloaded]
+        summary, stored = _images_and_layers(plan, images, list(refresh or []), remote)
+    _push(stored, remote, summary)
+    print_summary(summary, time.monotonic() - started)
+    return stored[-1]

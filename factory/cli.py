@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from factory import log
+from factory import log, progress
 from factory.cli_target import target_options
 from factory.cli_errors import dib_exit_codes, one_error_path
 from factory.errors import UsageError, VerifyFailed
@@ -32,6 +34,13 @@ GlanceName = Annotated[Optional[str], typer.Option("--glance-name", help="Glance
 GlanceProperty = Annotated[list[str], typer.Option("--glance-property", help="K=V image property for Glance (repeatable; wins over derived ones).")]
 Visibility = Annotated[str, typer.Option("--visibility", help="Glance visibility: private (default), shared, community, public.")]
 SigningKey = Annotated[Optional[Path], typer.Option("--signing-key", help="Ed25519 OpenSSH private key: sign the provenance of layers and images (ssh-keygen -Y sign).")]
+TargetNames = Annotated[list[str], typer.Option("--target", help="Only the target of this name (as `factory plan` lists them; repeatable).")]
+CacheFrom = Annotated[list[str], typer.Option("--cache-from", help="Pull missing layers from oci://HOST[:PORT]/REPO or s3://BUCKET/PREFIX (repeatable, tried in order).")]
+CacheTo = Annotated[Optional[str], typer.Option("--cache-to", help="Push the target's layers the cache lacks to this URL.")]
+CacheRequired = Annotated[bool, typer.Option("--cache-required", help="Fail when a cache cannot be used, instead of building locally.")]
+Verify = Annotated[bool, typer.Option("--verify", help="Boot the image and let Trove drive it (as `factory verify --trove`; boot checks only where Trove cannot drive the agent).")]
+Publish = Annotated[list[str], typer.Option("--publish", help="Publish the artifact there after the build (repeatable; as `factory publish --to`).")]
+Base = Annotated[Optional[str], typer.Option("--base", help="Builder base image, or 'bootstrap'.")]
 
 
 @app.callback()
@@ -43,6 +52,7 @@ def main(
 ) -> None:
     if log_format not in ("console", "json"):
         raise UsageError(f"--log-format '{log_format}' is not known; use console or json")
+    progress.use(progress.choose(None, dict(os.environ), sys.stderr.isatty()))
     log.setup(log_format, verbose)
     _terminate_on_sigterm()
     from factory import gc
@@ -65,10 +75,10 @@ def _terminate_on_sigterm() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _targets(flags: Flags):
+def _targets(flags: Flags, names: list[str] | None = None):
     from factory import plan as planning
 
-    return planning.checked_targets(flags)
+    return planning.select(planning.checked_targets(flags), names or [])
 
 
 @app.command()
@@ -77,37 +87,41 @@ def _targets(flags: Flags):
 def build(
     flags: Flags,
     refresh: Annotated[list[str], typer.Option("--refresh", help="Rebuild this layer (and those above) even if cached.")] = [],
-    base: Annotated[Optional[str], typer.Option("--base", help="Builder base image, or 'bootstrap'.")] = None,
+    base: Base = None,
     compression: Annotated[str, typer.Option("--compression", help="qcow2 compression: zlib (default, any qemu), zstd (faster, qemu >= 5.1 readers), none.")] = "zlib",
     qemu_img_options: Annotated[Optional[str], typer.Option("--qemu-img-options", help="Extra -o options for qemu-img, comma separated (as DIB).")] = None,
-    verify: Annotated[bool, typer.Option("--verify", help="Boot the image and let Trove drive it (as `factory verify --trove`; boot checks only where Trove cannot drive the agent).")] = False,
-    cache_from: Annotated[list[str], typer.Option("--cache-from", help="Pull missing layers from oci://HOST[:PORT]/REPO or s3://BUCKET/PREFIX (repeatable, tried in order).")] = [],
-    cache_to: Annotated[Optional[str], typer.Option("--cache-to", help="Push the target's layers the cache lacks to this URL.")] = None,
-    cache_required: Annotated[bool, typer.Option("--cache-required", help="Fail when a cache cannot be used, instead of building locally.")] = False,
+    verify: Verify = False,
+    cache_from: CacheFrom = [], cache_to: CacheTo = None, cache_required: CacheRequired = False,
     require_signed: Annotated[Optional[Path], typer.Option("--require-signed", help="allowed_signers file: use a pulled layer only if one of these keys signed its provenance; else build it.")] = None,
     signing_key: SigningKey = None,
-    publish: Annotated[list[str], typer.Option("--publish", help="Publish the artifact there after the build (repeatable; as `factory publish --to`).")] = [],
+    publish: Publish = [],
     os_cloud: OsCloud = None, s3_endpoint_url: S3Endpoint = None, glance_name: GlanceName = None,
     glance_property: GlanceProperty = [], visibility: Visibility = "private",
+    target_names: TargetNames = [],
+    layer: Annotated[Optional[str], typer.Option("--layer", help="Only the layer whose key starts so (and what it builds on), pushed to --cache-to; nothing assembled: one node of `plan --emit`.")] = None,
+    progress_form: Annotated[Optional[str], typer.Option("--progress", help="auto (default), plain, tty or json (events on stdout); default: FACTORY_PROGRESS.")] = None,
 ) -> None:
     """Build the image(s) for a target: missing layers bottom-up, then the artifact."""
     from factory import publish as publishing
     from factory.publish import targets as destinations
     from factory.store.remote import parse_url
-    from factory.validate import all_at_once, check_build_options
+    from factory.validate import all_at_once, check_build_options, check_layer_option
     from factory.signing import check_allowed_signers, check_signing_key
 
     # Every value is checked, every problem reported, before anything heavy
     # is even imported.
-    publish_to, _, publish_options, targets, _, signing_key, require_signed = all_at_once(
+    publish_to, _, publish_options, targets, _, signing_key, require_signed, _, shown = all_at_once(
         lambda: [destinations.parse(t) for t in publish],
         lambda: check_build_options(compression, refresh),
         lambda: publishing.options(os_cloud, s3_endpoint_url, glance_name, glance_property, visibility),
-        lambda: _targets(flags),
+        lambda: _targets(flags, target_names),
         lambda: [parse_url(url) for url in [*cache_from, *([cache_to] if cache_to else [])]],
         lambda: signing_key and check_signing_key(signing_key),
         lambda: require_signed and check_allowed_signers(require_signed),
+        lambda: check_layer_option(layer, verify, publish),
+        lambda: progress.choose(progress_form, dict(os.environ), sys.stderr.isatty()),
     )
+    progress.use(shown)
     from factory import build as building
     from factory import manifest as manifests
     from factory.publish import artifact as artifacts
@@ -115,10 +129,16 @@ def build(
 
     cache = cache_settings(cache_from, cache_to, cache_required, s3_endpoint_url, flags.config,
                            signing_key=signing_key or None, allowed_signers=require_signed or None)
+    if layer:
+        name, key = building.build_layer(targets, layer, refresh=refresh, builder_base=base, cache=cache)
+        if shown != "json":
+            typer.echo(f"{name} {key}")
+        return
     for target in targets:
         manifest = building.build(target, refresh=refresh, builder_base=base, compression=compression,
                                   qemu_options=qemu_img_options, cache=cache)
-        typer.echo(str(manifest))
+        if shown != "json":  # there, the assembly's event names it
+            typer.echo(str(manifest))
         if verify:
             from factory import conformance
             from factory import verify as verifying
@@ -139,17 +159,46 @@ def build(
 @target_options
 def plan(
     flags: Flags,
-    as_: Annotated[str, typer.Option("--as", help="table (default) or json.")] = "table",
-    base: Annotated[Optional[str], typer.Option("--base", help="Builder base image, or 'bootstrap'.")] = None,
+    as_: Annotated[str, typer.Option("--as", help="How to show each target's stack: table (default) or json.")] = "table",
+    base: Base = None,
+    target_names: TargetNames = [],
+    emit: Annotated[Optional[str], typer.Option("--emit", help="Instead, the build graph of all targets for CI: json, gitlab (.gitlab-ci.yml) or github (a workflow); see docs/ci.md.")] = None,
+    runner: Annotated[str, typer.Option("--runner", help="With --emit gitlab|github: jobs run the factory image (image, default) or the factory on the runner's host (shell).")] = "image",
+    cache_from: CacheFrom = [], cache_to: CacheTo = None, cache_required: CacheRequired = False,
+    s3_endpoint_url: S3Endpoint = None, verify: Verify = False, publish: Publish = [],
 ) -> None:
-    """Show the layer stack for a target: keys, elements, phases, cache state."""
+    """Show the layer stack for a target: keys, elements, phases, cache state; or (--emit) the build graph."""
     from factory.validate import all_at_once
 
     def output_form() -> None:
         if as_ not in ("table", "json"):
             raise UsageError(f"--as '{as_}' is not known; use table or json")
+        if emit and as_ != "table":
+            raise UsageError("--as shows each target's stack, --emit the build graph: give one of them")
 
-    _, targets = all_at_once(output_form, lambda: _targets(flags))
+    def graph_options():
+        from factory import pipelines
+        from factory.publish import targets as destinations
+        from factory.store.cache import cache_settings
+
+        if not emit:
+            return None
+        for destination in publish:
+            destinations.parse(destination)
+        cache = cache_settings(cache_from, cache_to, cache_required, s3_endpoint_url, flags.config)
+        pipelines.check(emit, runner, cache.destination, flags.config)
+        # Jobs pull from where the others push, unless told otherwise.
+        return replace(cache, sources=cache.sources or tuple(filter(None, [cache.destination])))
+
+    _, targets, cache = all_at_once(output_form, lambda: _targets(flags, target_names), graph_options)
+    if emit:
+        from factory import pipelines
+        from factory.graph import Jobs
+
+        jobs = Jobs(config=str(flags.config or ""), cache_from=cache.sources, cache_to=cache.destination, s3_endpoint_url=cache.s3_endpoint_url, verify=verify,
+                    publish=tuple(publish), base=base)
+        typer.echo(pipelines.emit(emit, targets, jobs, cache, runner, ["factory", *sys.argv[1:]], base))
+        return
     from factory import build as building
     from factory import plan as planning
 

@@ -8,6 +8,7 @@ import functools
 
 import typer
 
+from factory import progress
 from factory.errors import FactoryError, Unavailable
 
 INTERRUPTED = 130
@@ -31,7 +32,10 @@ def one_error_path(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            try:
+                return command(*args, **kwargs)
+            finally:  # a live progress display ends before the error lines
+                progress.close()
         except FactoryError as e:
             fail(str(e), e.exit_code)
         except KeyboardInterrupt:

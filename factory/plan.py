@@ -108,6 +108,16 @@ def checked_targets(flags: Flags, environ: dict[str, str] | None = None) -> list
     return checked
 
 
+def select(targets: list[Target], names: list[str]) -> list[Target]:
+    """The targets named (--target NAME, as `factory plan` lists them); all when none is."""
+    if not names:
+        return targets
+    unknown = sorted(set(names) - {t.name for t in targets})
+    if unknown:
+        raise UsageError(f"--target {', '.join(unknown)}: no such target; the targets are {', '.join(t.name for t in targets)}")
+    return [t for t in targets if t.name in names]
+
+
 def target_elements(target: Target, paths: list[Path]) -> dict[str, Element]:
     """Every element the target's layers run (their whole closure)."""
     wanted: list[str] = []

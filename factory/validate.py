@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -197,3 +198,16 @@ def _element_layer_problems(target: Target) -> list[str]:
     layers = [spec.name for spec in load_stack()]
     return [f"--element {layer}:{name}: no layer '{layer}'; layers are {', '.join(layers)}"
             for layer, name in target.extra_elements() if layer is not None and layer not in layers]
+
+
+def check_layer_option(layer: str | None, verify: bool, publish: list[str]) -> None:
+    """`build --layer`: a key prefix, and a job that makes one layer only."""
+    if layer is None:
+        return
+    problems = []
+    if not re.fullmatch(r"[0-9a-f]{4,64}", layer):
+        problems.append(f"--layer '{layer}' is not a layer key (or its first hex digits); `factory plan` lists the keys")
+    if verify or publish:
+        problems.append("--layer builds one layer and assembles nothing: --verify and --publish go with a target's build")
+    if problems:
+        raise UsageError("\n".join(problems))

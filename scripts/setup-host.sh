@@ -86,3 +86,14 @@ if [ ! -x "$venv/bin/factory" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ];
     fi
     echo "$want" > "$stamp"
 fi
+
+# 4. With --test: gitlab-ci-local (npm; 4.65 is the last that runs on Debian 12's
+#    Node 20), which runs the pipeline `factory plan --emit gitlab` makes
+#    (tests/engine/test_ci.py). `act` for the GitHub workflow is in the test extra.
+tools="$here/.tools"
+gitlab_ci_local=4.65.1
+if [ -n "$extra" ] && [ "$("$tools/node_modules/.bin/gitlab-ci-local" --version 2>/dev/null)" != "$gitlab_ci_local" ]; then
+    command -v npm >/dev/null || { say "installing npm"; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm >/dev/null; }
+    say "installing gitlab-ci-local $gitlab_ci_local into $tools"
+    npm install --silent --prefix "$tools" "gitlab-ci-local@$gitlab_ci_local" >/dev/null
+fi

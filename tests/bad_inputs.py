@@ -71,7 +71,17 @@ CASES = [
     _c("output under a file", "is a file", "plan", *TARGET, "--output", "@DIR@/text.qcow2/out"),
     _c("output is a file", "is a file", "plan", *TARGET, "--output", "@DIR@/text.qcow2"),
     _c("log format", "console or json", "--log-format=xml", "plan", *TARGET),
+    _c("plan --emit unknown", "--emit 'yaml' is not known", "plan", "--config", "@DIR@/matrix.yaml", "--emit", "yaml"),
+    _c("plan --emit gitlab, no cache", "give --cache-to", "plan", "--config", "@DIR@/matrix.yaml", "--emit", "gitlab"),
+    _c("plan --emit without --config", "give --config", "plan", *TARGET, "--emit", "json"),
+    _c("plan --runner unknown", "--runner 'vm' is not known", "plan", "--config", "@DIR@/matrix.yaml", "--emit", "github",
+       "--runner", "vm", "--cache-to", "oci://127.0.0.1:5000/factory/layers"),
+    _c("plan --emit and --as", "give one of them", "plan", "--config", "@DIR@/matrix.yaml", "--emit", "json", "--as", "json"),
     # build: its own options, and many problems at once
+    _c("build --target unknown", "no such target", "build", "--config", "@DIR@/matrix.yaml", "--target", "debian-sid-x"),
+    _c("build --layer not a key", "not a layer key", "build", *TARGET, "--layer", "xyz"),
+    _c("build --layer with --verify", "assembles nothing", "build", *TARGET, "--layer", "abcd1234", "--verify"),
+    _c("build --progress unknown", "--progress 'fancy' is not known", "build", *TARGET, "--progress", "fancy"),
     _c("compression", "none, zlib, zstd", "build", *TARGET, "--compression", "lzma"),
     _c("refresh unknown layer", "no such layer", "build", *TARGET, "--refresh", "kernel"),
     _c("cache oci:// empty", "oci://127.0.0.1:5000/factory/layers", "build", *TARGET, "--cache-from", "oci://"),
@@ -135,6 +145,7 @@ def scratch(folder: Path) -> Path:
     (folder / "garbage.manifest.json").write_text("{not json")
     (folder / "bad.yaml").write_text("targets: [distro: {\n")
     (folder / "unknown.yaml").write_text("targets:\n  - {distro: debian, datastore: postgresql, colour: blue}\n")
+    (folder / "matrix.yaml").write_text("targets:\n  - {distro: debian, datastore: postgresql, agent-source: 'pypi:13.0.1'}\n")
     art = folder / "art"
     art.mkdir()
     _artifact(art, "text-1", b"not an image\n" * 100)

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import docker
 
@@ -63,11 +64,11 @@ def release_loops(work: Path) -> list[str]:
 
 
 def run_assembler(builder_image: str, binds: list[Bind], env: dict[str, str], command: list[str], key: str,
-                  logfile: Path, verbose: bool) -> None:
+                  logfile: Path, verbose: bool, on_line: Callable[[str], None] | None = None) -> None:
     """Run the assembler in a privileged builder container that may use loop
     devices; the container is gone when this returns or raises."""
     container = None
-    out = Output(logfile, verbose)
+    out = Output(logfile, verbose, on_line)
     try:
         container = start(builder_image, binds, run_labels(key), device_cgroup_rules=DEVICE_RULES, **ELEVATED)
         try:

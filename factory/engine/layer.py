@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import docker
 
-from factory import log, owners
+from factory import log, owners, progress
 from factory.engine import phases
 from factory.engine.docker import client
-from factory.engine.run import ELEVATED, Bind, Output, exec_in, remove, run_labels, start
+from factory.engine.run import ELEVATED, Bind, Output, PhaseFailed, exec_in, remove, run_labels, start
 from factory.errors import FactoryError
 from factory.hostpaths import visible
 from factory.layers import INSIDE_PHASES
@@ -126,22 +126,31 @@ class LayerBuild:
         return c
 
     # -- phases -------------------------------------------------------------
+    def _phase(self, container, phase: str, command: list[str], env: dict[str, str], out: Output,
+               timings: list[PhaseTiming]) -> None:
+        started = time.monotonic()
+        name, key = self.layer.name, self.layer.key
+        progress.event(name, key, phase, "running", target=self.target_name)
+        try:
+            exec_in(container, command, env, out, f"{name}: {phase}.d", self.logfile)
+        except PhaseFailed as e:
+            progress.event(name, key, phase, "failed", seconds=time.monotonic() - started, target=self.target_name,
+                           path=str(e.logfile), tail=tuple(e.tail))
+            raise
+        timings.append(PhaseTiming(phase, time.monotonic() - started))
+        progress.event(name, key, phase, "done", seconds=timings[-1].seconds, target=self.target_name)
+
     def _outside(self, builder, phase: str, out: Output, timings: list[PhaseTiming]) -> None:
         if not phases.has_hooks(self.hooks, phase):
             return
-        started = time.monotonic()
         _log.info("phase", layer=self.layer.name, phase=phase, where="builder")
-        exec_in(builder, ["bash", phases.PHASE_RUNNER, phase], self.env, out, f"{self.layer.name}: {phase}.d", self.logfile)
-        timings.append(PhaseTiming(phase, time.monotonic() - started))
+        self._phase(builder, phase, ["bash", phases.PHASE_RUNNER, phase], self.env, out, timings)
 
     def _inside(self, target, phase: str, out: Output, timings: list[PhaseTiming]) -> None:
         if not phases.has_hooks(self.hooks, phase):
             return
-        started = time.monotonic()
         _log.info("phase", layer=self.layer.name, phase=phase, where="target")
-        env = {**self.env, "HOME": "/root"}
-        exec_in(target, phases.in_target_command(phase), env, out, f"{self.layer.name}: {phase}.d", self.logfile)
-        timings.append(PhaseTiming(phase, time.monotonic() - started))
+        self._phase(target, phase, phases.in_target_command(phase), {**self.env, "HOME": "/root"}, out, timings)
 
     def _root(self, out: Output, timings: list[PhaseTiming]) -> str:
         """Run root.d into an empty tree and import it; returns the image id."""
@@ -197,7 +206,7 @@ class LayerBuild:
         timings: list[PhaseTiming] = []
         phases.make_hooks(self.hooks, self.layer.visible, self.layer.runs, self.layer.spec.phases)
         (self.hooks / "factory-layer.json").write_text(json.dumps(self.layer.to_json()))
-        out = Output(self.logfile, self.verbose)
+        out = Output(self.logfile, self.verbose, lambda text: progress.line(self.layer.name, self.layer.key, text))
         try:
             parent = self.parent_image
             if "root" in self.layer.spec.phases:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import docker
 
@@ -75,15 +76,20 @@ def remove(container) -> None:
 
 
 class PhaseFailed(BuildFailed):
-    pass
+    def __init__(self, message: str, tail: list[str], logfile: Path):
+        super().__init__(message)
+        self.tail = tail
+        self.logfile = logfile
 
 
 class Output:
-    """Phase output: live with -v, always to the layer's log file, last lines kept for errors."""
+    """Phase output: live with -v, always to the layer's log file, last lines
+    kept for errors, each line handed to `on_line` (progress shows the last)."""
 
-    def __init__(self, logfile: Path, verbose: bool):
+    def __init__(self, logfile: Path, verbose: bool, on_line: Callable[[str], None] | None = None):
         self.file = open(logfile, "a", encoding="utf-8", errors="replace")
         self.verbose = verbose
+        self.on_line = on_line
         self.tail: list[str] = []
         self._partial = ""
 
@@ -94,6 +100,8 @@ class Output:
         for line in lines:
             self.file.write(line + "\n")
             self.tail = (self.tail + [line])[-25:]
+            if self.on_line:
+                self.on_line(line)
             if self.verbose:
                 print(line, flush=True)
 
@@ -111,7 +119,7 @@ def exec_in(container, cmd: list[str], env: dict[str, str], out: Output, what: s
     code = api.exec_inspect(exec_id)["ExitCode"]
     if code != 0:
         tail = "\n".join(out.tail[-15:])
-        raise PhaseFailed(f"{what} failed (exit {code}); last lines:\n{tail}\nfull log: {logfile}")
+        raise PhaseFailed(f"{what} failed (exit {code}); last lines:\n{tail}\nfull log: {logfile}", out.tail[-15:], logfile)
 
 
 def mounts(binds: list[Bind]) -> list[docker.types.Mount]:

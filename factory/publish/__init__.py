@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from factory import log
-from factory.errors import FactoryError
+from factory.errors import FactoryError, PublishFailed, Unavailable
 from factory.publish import targets
 from factory.publish.artifact import Artifact
 
@@ -80,11 +80,14 @@ def _lost_connection(error: BaseException) -> bool:
 
 
 def failure(where: str, error: Exception, after: str = "") -> FactoryError:
-    """One line saying what failed where, with no credential in it."""
+    """One line saying what failed where, with no credential in it: the
+    destination refused (exit 5), or it did not answer (exit 6, worth a retry)."""
     reason = " ".join(str(error).split()) or type(error).__name__
+    kind = PublishFailed
     if _lost_connection(error):
         url = re.search(r"https?://[^\s\"']+", reason)
         reason = "the server stopped answering or refused the connection" + (f" ({url.group(0).rstrip(':')})" if url else "")
+        kind = Unavailable
     elif len(reason) > 300:
         reason = reason[:300] + "..."
-    return FactoryError(log.scrub(f"publishing to {where} failed: {reason}{'; ' + after if after else ''}"))
+    return kind(log.scrub(f"publishing to {where} failed: {reason}{'; ' + after if after else ''}"))

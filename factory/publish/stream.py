@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from factory import log
+from factory import log, progress
 from factory.errors import PublishFailed
 
 _log = log.get("factory.publish")
@@ -64,7 +64,7 @@ def reading(path: Path, size: int, where: str) -> Iterator[Reader]:
                                TransferSpeedColumn)
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        TimeRemainingColumn(), console=Console(stderr=True), disable=not sys.stderr.isatty(),
+                        TimeRemainingColumn(), console=Console(stderr=True), disable=not sys.stderr.isatty() or progress.showing(),
                         transient=True)
     label = where if len(where) <= 40 else "..." + where[-37:]  # room for the bar on a narrow terminal
     task = progress.add_task(label, total=size)

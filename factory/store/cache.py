@@ -139,6 +139,20 @@ class RemoteCache:
                 return got
         return None
 
+    def held(self, keys: set[str]) -> set[str]:
+        """The keys some --cache-from cache holds (nothing pulled)."""
+        found: set[str] = set()
+        for url in self.settings.sources:
+            for key in sorted(keys - found):
+                if url in self.down:
+                    break
+                try:
+                    if self._store(url).has(key):
+                        found.add(key)
+                except (Unreachable, *_FAILURES) as e:
+                    self._failed(url, e)
+        return found
+
     def push(self, layers: list[tuple[str, str]]) -> dict[str, Transfer]:
         """Each (layer, key) the destination lacks, bottom first; key -> what was sent."""
         url = self.settings.destination

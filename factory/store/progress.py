@@ -6,6 +6,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
+from factory import progress
+
 
 class TransferProgress:
     def __init__(self, what: str):
@@ -16,7 +18,7 @@ class TransferProgress:
 
     def __enter__(self) -> TransferProgress:
         console = Console(stderr=True)
-        if console.is_terminal:
+        if console.is_terminal and not progress.showing():  # one live display at a time
             self._bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                  TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True)
             self._bar.start()

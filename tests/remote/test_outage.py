@@ -51,7 +51,7 @@ def test_registry_stopped_mid_build_leaves_a_warning_and_a_good_image(doomed_reg
 
     required = factory("build", *TARGET, "--datastore", "redis", "--output", str(tmp_path / "out2"),
                        "--cache-to", url, "--cache-required", env=env)
-    assert required.returncode == 6  # infrastructure unavailable (README: exit codes)
+    assert required.returncode == 6  # infrastructure unavailable: a required cache (README: exit codes)
     errors = [l for l in required.stderr.splitlines() if l.startswith("error:")]
     assert len(errors) == 1 and url in errors[0] and "--cache-required" in errors[0], required.stderr[-2000:]
 

@@ -42,3 +42,9 @@ def test_every_command_goes_through_the_error_path():
     assert len(commands) >= 11
     assert all(getattr(c, "__wrapped__", None) for c in commands)
     assert all(c.__code__ is one_error_path(lambda: None).__code__ for c in commands)
+
+
+def test_an_unknown_factory_progress_stops_every_command_at_once():
+    result = CliRunner().invoke(cli.app, ["layers", "ls"], env={"FACTORY_PROGRESS": "fancy"})
+    assert result.exit_code == 2
+    assert "error: FACTORY_PROGRESS 'fancy' is not known; use auto, plain, tty, json" in result.output

@@ -403,3 +403,14 @@ def test_build_host_ssh_keys_only_reach_a_runtime_agent(plan, target, tmp_path):
     assert str(ssh) in layer(dev, "guest").host_inputs  # staged by extra-data.d for the dev agent only
     baked = plan(target(env={k: v for k, v in env.items() if k != "PATH_TROVE"}))
     assert layer(baked, "guest").env["TROVE_AGENT_SOURCE"] == "pypi"
+
+
+def test_select_keeps_the_named_targets_in_their_order(target):
+    from factory.errors import UsageError
+    from factory.plan import select
+
+    targets = [target("debian", "postgresql"), target("debian", "mariadb"), target("ubuntu", "postgresql")]
+    assert select(targets, []) == targets
+    assert select(targets, ["ubuntu-noble-postgresql", "debian-bookworm-postgresql"]) == [targets[0], targets[2]]
+    with pytest.raises(UsageError, match="--target debian-sid-x: no such target; the targets are debian-bookworm-postgresql"):
+        select(targets, ["debian-sid-x"])
