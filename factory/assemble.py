@@ -112,7 +112,10 @@ def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, c
                                        compression, qemu_options, verbose)
         _log.info("assembling", artifact=name, formats=",".join(target.formats), compression=compression)
         run_assembler(plan.builder_image, binds, env, ["bash", ASSEMBLER_IN_BUILDER], key, logfile, verbose)
-        tree_kb = next((int(l.split(":")[1]) for l in reversed(_read_lines(logfile)) if l.startswith("FACTORY-TREE-KB:")), 0)
+        lines = _read_lines(logfile)
+        tree_kb = next((int(l.split(":")[1]) for l in reversed(lines) if l.startswith("FACTORY-TREE-KB:")), 0)
+        for step, seconds in _steps(lines):
+            _log.info("step timed", layer="(assemble)", step=step, seconds=seconds)
         images = {}
         for fmt in target.formats:
             part = partial_dir / f"{name}.{fmt}.part"
@@ -192,6 +195,16 @@ def _assembler_inputs(plan: Plan, trust: Trust, element_paths: list[Path], cache
         *trust.mounts(),
     ]
     return env, binds
+
+
+def _steps(lines: list[str]) -> list[tuple[str, float]]:
+    """The assembler's `FACTORY-STEP: name seconds` lines."""
+    steps = []
+    for line in lines:
+        if line.startswith("FACTORY-STEP: "):
+            name, _, seconds = line.split(" ", 1)[1].partition(" ")
+            steps.append((name, float(seconds)))
+    return steps
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -129,7 +129,11 @@ class LayerBuild:
         started = time.monotonic()
         _log.info("phase", layer=self.layer.name, phase=phase, where="builder")
         exec_in(builder, ["bash", phases.PHASE_RUNNER, phase], self.env, out, f"{self.layer.name}: {phase}.d", self.logfile)
-        timings.append(PhaseTiming(phase, time.monotonic() - started))
+        self._timed(phase, started, timings)
+
+    def _timed(self, step: str, started: float, timings: list[PhaseTiming]) -> None:
+        timings.append(PhaseTiming(step, time.monotonic() - started))
+        _log.info("step timed", layer=self.layer.name, step=step, seconds=round(timings[-1].seconds, 2))
 
     def _inside(self, target, phase: str, out: Output, timings: list[PhaseTiming]) -> None:
         if not phases.has_hooks(self.hooks, phase):
@@ -138,7 +142,7 @@ class LayerBuild:
         _log.info("phase", layer=self.layer.name, phase=phase, where="target")
         env = {**self.env, "HOME": "/root"}
         exec_in(target, phases.in_target_command(phase), env, out, f"{self.layer.name}: {phase}.d", self.logfile)
-        timings.append(PhaseTiming(phase, time.monotonic() - started))
+        self._timed(phase, started, timings)
 
     def _root(self, out: Output, timings: list[PhaseTiming]) -> str:
         """Run root.d into an empty tree and import it; returns the image id."""
@@ -155,12 +159,16 @@ class LayerBuild:
             "if [ -e $t/etc/resolv.conf ] || [ -L $t/etc/resolv.conf ]; then mv $t/etc/resolv.conf $t/etc/resolv.conf.ORIG; fi; "
             f"tar --numeric-owner --xattrs --xattrs-include='*' -C $t -cf {phases.WORK_IN_BUILDER}/root.tar ."
         )
+        started = time.monotonic()
         exec_in(builder, ["bash", "-c", script], self.env, out, f"{self.layer.name}: packing the root tree", self.logfile)
         self._remove(builder)
+        self._timed("pack root tree", started, timings)
+        started = time.monotonic()
         tarball = self.work / "builder" / "root.tar"
         tag = f"{self.layer.key}"
         client().api.import_image_from_file(str(tarball), repository=ROOT_REPO, tag=tag)
         tarball.unlink()
+        self._timed("import root tree", started, timings)
         shutil.rmtree(tree, ignore_errors=True)
         self.root_image = f"{ROOT_REPO}:{tag}"
         return self.root_image
@@ -205,9 +213,11 @@ class LayerBuild:
                     self._outside(builder, phase, out, timings)
             if builder is not None:
                 self._remove(builder)
+            committing = time.monotonic()
             target.stop(timeout=1)
             conf = {"Cmd": ["/bin/bash"], "Labels": _labels(self.layer, self.target_name)}
             target.commit(repository=LAYER_REPO, tag=self.layer.key, conf=conf)
+            self._timed("commit", committing, timings)
             return LayerResult(self.layer.name, self.layer.key, time.monotonic() - started, timings)
         finally:
             out.close()
