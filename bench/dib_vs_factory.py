@@ -303,9 +303,12 @@ class Bench:
         print(f"removed this run's {len(mine)} layer images", file=sys.stderr)
 
 
+BENCH_BRIDGE = "factory-bench0"
+
+
 class SecondEngine:
-    """Another dockerd: own data root, socket and exec root, no bridge (it
-    pulls from 127.0.0.1; its containers need no network), stopped by PID."""
+    """Another dockerd: own data root, socket, exec root and bridge, stopped
+    by PID."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -317,11 +320,17 @@ class SecondEngine:
         """Start it and give it the builder image (and its base), as a new
         machine gets the factory; returns the seconds that took."""
         started = time.monotonic()
+        # A bridge of its own: with --bridge=none a dockerd deletes docker0,
+        # the host engine's bridge, and every container the host engine
+        # starts after that fails to get a network.
+        subprocess.run(["ip", "link", "add", BENCH_BRIDGE, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", "172.31.250.1/24", "dev", BENCH_BRIDGE], check=True)
+        subprocess.run(["ip", "link", "set", BENCH_BRIDGE, "up"], check=True)
         log = open(self.root / "dockerd.log", "wb")
         self.process = subprocess.Popen(
             ["dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
-             "--pidfile", str(self.root / "dockerd.pid"), "-H", self.host, "--bridge=none", "--iptables=false",
-             "--ip-masq=false"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+             "--pidfile", str(self.root / "dockerd.pid"), "-H", self.host, "--bridge", BENCH_BRIDGE,
+             "--iptables=false", "--ip-masq=false"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         for _ in range(60):
             if subprocess.run(["docker", "-H", self.host, "info"], capture_output=True).returncode == 0:
                 break
@@ -345,6 +354,7 @@ class SecondEngine:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        subprocess.run(["ip", "link", "delete", BENCH_BRIDGE], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -387,6 +397,9 @@ def report(results: dict) -> str:
     for case in CASES:
         r = results.get(case)
         if not r:
+            continue
+        if r.get("failed"):
+            lines.append(f"| {TITLES[case]} | failed: {r['failed'].splitlines()[0][:120]} | | | | |")
             continue
         d, f = r.get("dib_s"), r.get("factory_s")
         ratio = f / d if d and f is not None else None
@@ -449,7 +462,11 @@ def main() -> None:
         for case in CASES:
             if case in cases:
                 print(f"case {case}", file=sys.stderr, flush=True)
-                getattr(bench, case)()
+                try:
+                    getattr(bench, case)()
+                except (SystemExit, Exception) as e:  # one failed case does not cost the others
+                    print(f"case {case} failed: {e}", file=sys.stderr, flush=True)
+                    bench.results[case] = {"failed": str(e)[:500]}
     finally:
         raw = {"run_id": args.run_id, "release": args.release, "sides": args.sides, "agent": AGENT,
                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(time.monotonic() - started, 1),
