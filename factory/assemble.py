@@ -124,12 +124,12 @@ def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, c
             progress.event("assemble", key, "assemble", "cached", target=target.name, path=str(manifest_path))
             return manifest_path
         return _assemble(plan, trust, element_paths, state, cache_dir, compression, qemu_options, verbose,
-                         key, name, out_dir, manifest_path)
+                         key, name, out_dir, manifest_path, signing_key)
 
 
 def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, cache_dir: Path, compression: str,
               qemu_options: str | None, verbose: bool, key: str, name: str, out_dir: Path,
-              manifest_path: Path) -> Path:
+              manifest_path: Path, signing_key: Path | None) -> Path:
     target = plan.target
     started = time.monotonic()
     (state / "work").mkdir(parents=True, exist_ok=True)
@@ -158,7 +158,10 @@ def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, 
             progress.event("assemble", key, "assemble", "failed", seconds=time.monotonic() - started,
                            target=target.name, path=str(logfile), tail=tuple(_read_lines(logfile)[-15:]))
             raise
-        tree_kb = next((int(l.split(":")[1]) for l in reversed(_read_lines(logfile)) if l.startswith("FACTORY-TREE-KB:")), 0)
+        lines = _read_lines(logfile)
+        tree_kb = next((int(l.split(":")[1]) for l in reversed(lines) if l.startswith("FACTORY-TREE-KB:")), 0)
+        for step, seconds in _steps(lines):
+            _log.info("step timed", layer="(assemble)", step=step, seconds=seconds)
         images = {}
         for fmt in target.formats:
             part = partial_dir / f"{name}.{fmt}.part"
@@ -255,6 +258,16 @@ def _tree_digest(tarball: Path) -> str:
 
     with tarfile.open(tarball, mode="r|*") as tar:
         return diff.tree_digest(diff.entries(tar))
+
+
+def _steps(lines: list[str]) -> list[tuple[str, float]]:
+    """The assembler's `FACTORY-STEP: name seconds` lines."""
+    steps = []
+    for line in lines:
+        if line.startswith("FACTORY-STEP: "):
+            name, _, seconds = line.split(" ", 1)[1].partition(" ")
+            steps.append((name, float(seconds)))
+    return steps
 
 
 def _read_lines(path: Path) -> list[str]:

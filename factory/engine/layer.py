@@ -137,7 +137,7 @@ class LayerBuild:
             progress.event(name, key, phase, "failed", seconds=time.monotonic() - started, target=self.target_name,
                            path=str(e.logfile), tail=tuple(e.tail))
             raise
-        timings.append(PhaseTiming(phase, time.monotonic() - started))
+        self._timed(phase, started, timings)
         progress.event(name, key, phase, "done", seconds=timings[-1].seconds, target=self.target_name)
 
     def _outside(self, builder, phase: str, out: Output, timings: list[PhaseTiming]) -> None:
@@ -145,6 +145,10 @@ class LayerBuild:
             return
         _log.info("phase", layer=self.layer.name, phase=phase, where="builder")
         self._phase(builder, phase, ["bash", phases.PHASE_RUNNER, phase], self.env, out, timings)
+
+    def _timed(self, step: str, started: float, timings: list[PhaseTiming]) -> None:
+        timings.append(PhaseTiming(step, time.monotonic() - started))
+        _log.info("step timed", layer=self.layer.name, step=step, seconds=round(timings[-1].seconds, 2))
 
     def _inside(self, target, phase: str, out: Output, timings: list[PhaseTiming]) -> None:
         if not phases.has_hooks(self.hooks, phase):
@@ -171,12 +175,16 @@ class LayerBuild:
             "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime "
             f"-C $t -cf {phases.WORK_IN_BUILDER}/root.tar ."
         )
+        started = time.monotonic()
         exec_in(builder, ["bash", "-c", script], self.env, out, f"{self.layer.name}: packing the root tree", self.logfile)
         self._remove(builder)
+        self._timed("pack root tree", started, timings)
+        started = time.monotonic()
         tarball = self.work / "builder" / "root.tar"
         tag = f"{self.layer.key}"
         client().api.import_image_from_file(str(tarball), repository=ROOT_REPO, tag=tag)
         tarball.unlink()
+        self._timed("import root tree", started, timings)
         shutil.rmtree(tree, ignore_errors=True)
         self.root_image = f"{ROOT_REPO}:{tag}"
         return self.root_image
@@ -236,10 +244,12 @@ class LayerBuild:
             self._remove(builder)
             exec_in(target, ["/bin/sh", "-c", phases.REMAKE_INITRAMFS], {**self.env, "HOME": "/root"}, out,
                     f"{self.layer.name}: making the initramfs again", self.logfile)
+            committing = time.monotonic()
             target.stop(timeout=1)
             self._clamp(target, out)
             conf = {"Cmd": ["/bin/bash"], "Labels": _labels(self.layer, self.target_name)}
             target.commit(repository=self.commit_as[0], tag=self.commit_as[1], conf=conf)
+            self._timed("commit", committing, timings)
             return LayerResult(self.layer.name, self.layer.key, time.monotonic() - started, timings)
         finally:
             out.close()

@@ -63,15 +63,15 @@ def reading(path: Path, size: int, where: str) -> Iterator[Reader]:
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        TimeRemainingColumn(), console=Console(stderr=True), disable=not sys.stderr.isatty() or progress.showing(),
-                        transient=True)
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TimeRemainingColumn(), console=Console(stderr=True),
+                   disable=not sys.stderr.isatty() or progress.showing(), transient=True)
     label = where if len(where) <= 40 else "..." + where[-37:]  # room for the bar on a narrow terminal
-    task = progress.add_task(label, total=size)
+    task = bar.add_task(label, total=size)
     started = time.monotonic()
-    reader = Reader(path, size, lambda n: progress.advance(task, n))
+    reader = Reader(path, size, lambda n: bar.advance(task, n))
     try:
-        with progress:
+        with bar:
             yield reader
     finally:
         reader.close()
