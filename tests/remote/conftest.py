@@ -76,6 +76,14 @@ class S3Server:
         return digest
 
 
+@pytest.fixture(scope="module", params=["oci", "s3"])
+def server(request):
+    """Each module's tests run once against a registry, once against S3."""
+    if request.param == "oci":
+        return OciServer(request.getfixturevalue("registry"))
+    return S3Server(request.getfixturevalue("swift_server"))
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):
     server = Registry(tmp_path_factory.mktemp("registry")).start()

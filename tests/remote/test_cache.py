@@ -11,16 +11,9 @@ import tarfile
 import pytest
 
 from tests.conftest import edited_element, factory
-from tests.remote.conftest import OciServer, S3Server, events, forget, keys
+from tests.remote.conftest import events, forget, keys
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module", params=["oci", "s3"])
-def server(request):
-    if request.param == "oci":
-        return OciServer(request.getfixturevalue("registry"))
-    return S3Server(request.getfixturevalue("swift_server"))
 
 
 @pytest.fixture(scope="module")

@@ -7,24 +7,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from factory import attest, sbom
 from tests.conftest import factory
-from tests.remote.conftest import OciServer, S3Server, events, forget, keys
+from tests.remote.conftest import events, forget, keys
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 DPKG = r"dpkg-query -W -f '${db:Status-Status} ${Package}:${Architecture} ${Version}\n' | sed -n 's/^installed //p'"
-
-
-@pytest.fixture(scope="module", params=["oci", "s3"])
-def server(request):
-    if request.param == "oci":
-        return OciServer(request.getfixturevalue("registry"))
-    return S3Server(request.getfixturevalue("swift_server"))
 
 
 @pytest.fixture(scope="module")
