@@ -31,14 +31,6 @@ class StoredLayer:
                 "size": self.size, "created": datetime.fromtimestamp(self.created).isoformat(timespec="seconds")}
 
 
-def _created(image) -> float:
-    raw = image.attrs.get("Created", "")
-    try:
-        return datetime.fromisoformat(raw[:26].rstrip("Z") + "+00:00" if raw.endswith("Z") else raw[:26]).timestamp()
-    except ValueError:
-        return 0.0
-
-
 def layer_image(key: str):
     """The engine's image of a layer in the local store."""
     try:
@@ -62,23 +54,23 @@ def own_diffs(ref: str) -> list[str]:
 
 
 def list_layers() -> list[StoredLayer]:
+    """The layers in the local store, oldest first. One listing call: the
+    SDK's images.list() inspects each image after listing them, and fails
+    when another run removes one in between."""
+    listed = client().api.images(filters={"label": f"{LABEL}.key"})
+    size_of = {tag: image.get("Size", 0) for image in listed for tag in image.get("RepoTags") or []}
     rows = []
-    for image in client().images.list(filters={"label": f"{LABEL}.key"}):
-        labels = image.labels or {}
+    for image in listed:
+        labels = image.get("Labels") or {}
         key = labels.get(f"{LABEL}.key", "")
-        if layer_tag(key) not in image.tags:
+        if layer_tag(key) not in (image.get("RepoTags") or []):
             continue
-        parent_size = 0
         parent = labels.get(f"{LABEL}.parent", "")
-        if parent:
-            try:
-                parent_size = client().images.get(layer_tag(parent)).attrs.get("Size", 0)
-            except docker.errors.ImageNotFound:
-                parent_size = 0
+        parent_size = size_of.get(layer_tag(parent), 0) if parent else 0
         rows.append(StoredLayer(
             key=key, layer=labels.get(f"{LABEL}.layer", "?"), parent=parent,
-            target=labels.get(f"{LABEL}.target", ""), size=max(0, image.attrs.get("Size", 0) - parent_size),
-            created=_created(image), image_id=image.id,
+            target=labels.get(f"{LABEL}.target", ""), size=max(0, image.get("Size", 0) - parent_size),
+            created=float(image.get("Created", 0)), image_id=image["Id"],
         ))
     return sorted(rows, key=lambda r: r.created)
 
