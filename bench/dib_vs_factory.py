@@ -181,7 +181,8 @@ class Bench:
         return run
 
     def change(self, element: str, text: str) -> None:
-        hook = self.elements / element / "post-install.d" / "99-bench-change"
+        # Named after its element: DIB refuses two elements' hooks of one name.
+        hook = self.elements / element / "post-install.d" / f"99-bench-change-{element}"
         hook.parent.mkdir(exist_ok=True)
         hook.write_text(f"#!/bin/bash\necho {text} > /etc/bench-change-{element}\n")
         hook.chmod(0o755)
@@ -238,7 +239,7 @@ class Bench:
     def second(self) -> None:
         self.ensure_built()
         d, f = self.sides("second", "mariadb")
-        if d and "guest" in self.results:
+        if d and "dib_s" in self.results.get("guest", {}):
             self.dib_builds["mariadb"] = d
         self.record("second", d, f)
         self.built.add("mariadb")
