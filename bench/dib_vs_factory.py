@@ -149,10 +149,10 @@ class Bench:
         return ["--distro", "debian", "--release", self.args.release, "--datastore", datastore,
                 "--agent-source", f"pypi:{AGENT}", "--env", f"BENCH_RUN={self.args.run_id}"]
 
-    def factory(self, what: str, args: list[str], env: dict[str, str] | None = None) -> Run:
+    def factory(self, what: str, args: list[str], env: dict[str, str] | None = None, output: str = "factory-out") -> Run:
         self.count += 1
         log = self.tmp / "logs" / f"{self.count:02d}-factory-{what}.log"
-        cmd = [FACTORY, "--log-format", "json", "build", *args, "--output", str(self.tmp / "factory-out")]
+        cmd = [FACTORY, "--log-format", "json", "build", *args, "--output", str(self.tmp / output)]
         run = measure(cmd, {**self.fenv, **(env or {})}, log)
         print(f"  factory {what}: {run.seconds:.1f} s (log {log})", file=sys.stderr, flush=True)
         return run
@@ -291,7 +291,7 @@ class Bench:
             state2 = self.tmp / "state2"
             state2.mkdir()
             f = self.factory("newmachine", [*self.target("postgresql"), "--cache-from", registry.url],
-                             env={"DOCKER_HOST": engine.host, "FACTORY_STATE_DIR": str(state2)})
+                             env={"DOCKER_HOST": engine.host, "FACTORY_STATE_DIR": str(state2)}, output="engine2-out")
             cold = self.results.get("cold", {}).get("dib_s")
             self.record("newmachine", Run(cold) if cold else None, f, push_s=round(push.seconds, 1),
                         engine_setup_s=round(setup, 1), registry_mib=round(sum(registry.blobs().values()) / 2**20))
