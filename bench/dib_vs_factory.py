@@ -476,7 +476,7 @@ def main() -> None:
         shutil.rmtree(tmp)
         tmp.mkdir()
     bench = Bench(args, tmp)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.strftime("%Y-%m-%d %H:%M:%S %Z")
     try:
         for case in CASES:
             if case in cases:
@@ -488,7 +488,7 @@ def main() -> None:
                     bench.results[case] = {"failed": str(e)[:500]}
     finally:
         raw = {"run_id": args.run_id, "release": args.release, "sides": args.sides, "agent": AGENT,
-               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(time.monotonic() - started, 1),
+               "started": started_at, "wall_s": round(time.monotonic() - started, 1),
                "cases": bench.results}
         if args.json:
             Path(args.json).write_text(json.dumps(raw, indent=1))
