@@ -149,10 +149,10 @@ class Bench:
         return ["--distro", "debian", "--release", self.args.release, "--datastore", datastore,
                 "--agent-source", f"pypi:{AGENT}", "--env", f"BENCH_RUN={self.args.run_id}"]
 
-    def factory(self, what: str, args: list[str], env: dict[str, str] | None = None) -> Run:
+    def factory(self, what: str, args: list[str], env: dict[str, str] | None = None, output: str = "factory-out") -> Run:
         self.count += 1
         log = self.tmp / "logs" / f"{self.count:02d}-factory-{what}.log"
-        cmd = [FACTORY, "--log-format", "json", "build", *args, "--output", str(self.tmp / "factory-out")]
+        cmd = [FACTORY, "--log-format", "json", "build", *args, "--output", str(self.tmp / output)]
         run = measure(cmd, {**self.fenv, **(env or {})}, log)
         print(f"  factory {what}: {run.seconds:.1f} s (log {log})", file=sys.stderr, flush=True)
         return run
@@ -181,7 +181,8 @@ class Bench:
         return run
 
     def change(self, element: str, text: str) -> None:
-        hook = self.elements / element / "post-install.d" / "99-bench-change"
+        # Named after its element: DIB refuses two elements' hooks of one name.
+        hook = self.elements / element / "post-install.d" / f"99-bench-change-{element}"
         hook.parent.mkdir(exist_ok=True)
         hook.write_text(f"#!/bin/bash\necho {text} > /etc/bench-change-{element}\n")
         hook.chmod(0o755)
@@ -238,7 +239,7 @@ class Bench:
     def second(self) -> None:
         self.ensure_built()
         d, f = self.sides("second", "mariadb")
-        if d and "guest" in self.results:
+        if d and "dib_s" in self.results.get("guest", {}):
             self.dib_builds["mariadb"] = d
         self.record("second", d, f)
         self.built.add("mariadb")
@@ -290,7 +291,7 @@ class Bench:
             state2 = self.tmp / "state2"
             state2.mkdir()
             f = self.factory("newmachine", [*self.target("postgresql"), "--cache-from", registry.url],
-                             env={"DOCKER_HOST": engine.host, "FACTORY_STATE_DIR": str(state2)})
+                             env={"DOCKER_HOST": engine.host, "FACTORY_STATE_DIR": str(state2)}, output="engine2-out")
             cold = self.results.get("cold", {}).get("dib_s")
             self.record("newmachine", Run(cold) if cold else None, f, push_s=round(push.seconds, 1),
                         engine_setup_s=round(setup, 1), registry_mib=round(sum(registry.blobs().values()) / 2**20))
@@ -475,7 +476,7 @@ def main() -> None:
         shutil.rmtree(tmp)
         tmp.mkdir()
     bench = Bench(args, tmp)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.strftime("%Y-%m-%d %H:%M:%S %Z")
     try:
         for case in CASES:
             if case in cases:
@@ -487,7 +488,7 @@ def main() -> None:
                     bench.results[case] = {"failed": str(e)[:500]}
     finally:
         raw = {"run_id": args.run_id, "release": args.release, "sides": args.sides, "agent": AGENT,
-               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "wall_s": round(time.monotonic() - started, 1),
+               "started": started_at, "wall_s": round(time.monotonic() - started, 1),
                "cases": bench.results}
         if args.json:
             Path(args.json).write_text(json.dumps(raw, indent=1))
