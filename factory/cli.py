@@ -195,8 +195,9 @@ def plan(
         from factory import pipelines
         from factory.graph import Jobs
 
-        jobs = Jobs(config=str(flags.config or ""), cache_from=cache.sources, cache_to=cache.destination, s3_endpoint_url=cache.s3_endpoint_url, verify=verify,
-                    publish=tuple(publish), base=base)
+        pipelines.check_sources(targets)
+        jobs = Jobs(config=str(flags.config or ""), cache_from=cache.sources, cache_to=cache.destination,
+                    s3_endpoint_url=cache.s3_endpoint_url, verify=verify, publish=tuple(publish), base=base)
         typer.echo(pipelines.emit(emit, targets, jobs, cache, runner, ["factory", *sys.argv[1:]], base))
         return
     from factory import build as building

@@ -136,6 +136,19 @@ def check(form: str, runner: str, cache_to: str | None, config) -> None:
         raise UsageError("\n".join(problems))
 
 
+def check_sources(targets: list) -> None:
+    """Every setting of the graph's targets comes from factory.yaml: a job
+    reads only the file, so a value given to `plan` by a flag or the
+    environment would make keys no job finds."""
+    from factory.environment import FILE
+
+    outside = sorted({f"{name.removeprefix('env:')} ({source})" for t in targets for name, source in t.origins
+                      if source != FILE})
+    if outside:
+        raise UsageError(f"--emit: {', '.join(outside)} would not reach the jobs, which read only the config file; "
+                         "set them in factory.yaml (defaults: or the matrix)")
+
+
 def emit(form: str, targets: list, jobs: Jobs, cache, runner: str, argv: list[str], builder_base: str | None = None) -> str:
     """The build graph of these targets as `form`; `cache` (store.cache.
     CacheSettings) says which caches to ask for layers already made."""

@@ -76,6 +76,8 @@ CASES = [
     _c("plan --emit without --config", "give --config", "plan", *TARGET, "--emit", "json"),
     _c("plan --runner unknown", "--runner 'vm' is not known", "plan", "--config", "@DIR@/matrix.yaml", "--emit", "github",
        "--runner", "vm", "--cache-to", "oci://127.0.0.1:5000/factory/layers"),
+    _c("plan --emit with --env", "GUEST_USERNAME (--env) would not reach the jobs", "plan", "--config", "@DIR@/matrix.yaml",
+       "--emit", "json", "--env", "GUEST_USERNAME=bob"),
     _c("plan --emit and --as", "give one of them", "plan", "--config", "@DIR@/matrix.yaml", "--emit", "json", "--as", "json"),
     # build: its own options, and many problems at once
     _c("build --target unknown", "no such target", "build", "--config", "@DIR@/matrix.yaml", "--target", "debian-sid-x"),

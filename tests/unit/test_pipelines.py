@@ -11,7 +11,7 @@ import yaml
 
 from factory.errors import UsageError
 from factory.graph import Jobs, LayerRef, Stack, build_graph
-from factory.pipelines import check, credentials, github, gitlab
+from factory.pipelines import check, check_sources, credentials, github, gitlab
 
 CACHE = "oci://127.0.0.1:5000/factory/layers"
 ARGV = ["factory", "plan", "--config", "factory.yaml", "--emit", "gitlab"]
@@ -112,3 +112,11 @@ def test_bad_emit_options(form, runner, cache_to, config, says):
 
 def test_json_needs_no_cache():
     check("json", "image", None, "f.yaml")
+
+
+def test_settings_must_come_from_the_file_every_job_reads(target):
+    from_file = target("debian", "postgresql", origins=(("distro", "file"), ("datastore", "file")))
+    check_sources([from_file])
+    given = target("debian", "mariadb", origins=(("distro", "file"), ("env:GUEST_USERNAME", "--env"), ("release", "env")))
+    with pytest.raises(UsageError, match=re.escape("--emit: GUEST_USERNAME (--env), release (env) would not reach the jobs")):
+        check_sources([from_file, given])
