@@ -23,9 +23,12 @@ unmeasured, when `cold` is not selected):
   matrix        a change to debian-guest, then postgresql, mariadb and redis
                 (the factory: one --config build; DIB: three builds, of
                 which those the guest and second cases made count)
-  newmachine    a second dockerd (own data root, empty store) building the
-                target from a registry on 127.0.0.1 the first engine pushed
-                to; DIB has no cache to share: its figure is its cold build
+  newmachine    a second dockerd (own data root and bridge, empty store)
+                building the target from a registry on 127.0.0.1 the first
+                engine pushed to; DIB has no cache to share: its figure is
+                its cold build. Its containers have no route out, so the
+                assembly's finalise (DIB's bootloader element installs
+                grub-pc with apt) cannot finish there yet
   zstd          the datastore change again, both sides compressing with zstd
 
 Printed: the table (Markdown), the profile of the factory's cold build and
@@ -149,10 +152,13 @@ class Bench:
         return ["--distro", "debian", "--release", self.args.release, "--datastore", datastore,
                 "--agent-source", f"pypi:{AGENT}", "--env", f"BENCH_RUN={self.args.run_id}"]
 
-    def factory(self, what: str, args: list[str], env: dict[str, str] | None = None, output: str = "factory-out") -> Run:
+    def factory(self, what: str, args: list[str], env: dict[str, str] | None = None, output: str = "factory-out",
+                limit: int | None = None) -> Run:
         self.count += 1
         log = self.tmp / "logs" / f"{self.count:02d}-factory-{what}.log"
         cmd = [FACTORY, "--log-format", "json", "build", *args, "--output", str(self.tmp / output)]
+        if limit:  # SIGTERM: the factory stops and removes what it started
+            cmd = ["timeout", str(limit), *cmd]
         run = measure(cmd, {**self.fenv, **(env or {})}, log)
         print(f"  factory {what}: {run.seconds:.1f} s (log {log})", file=sys.stderr, flush=True)
         return run
@@ -291,7 +297,7 @@ class Bench:
             state2 = self.tmp / "state2"
             state2.mkdir()
             f = self.factory("newmachine", [*self.target("postgresql"), "--cache-from", registry.url],
-                             env={"DOCKER_HOST": engine.host, "FACTORY_STATE_DIR": str(state2)}, output="engine2-out")
+                             env={"DOCKER_HOST": engine.host, "FACTORY_STATE_DIR": str(state2)}, output="engine2-out", limit=600)
             cold = self.results.get("cold", {}).get("dib_s")
             self.record("newmachine", Run(cold) if cold else None, f, push_s=round(push.seconds, 1),
                         engine_setup_s=round(setup, 1), registry_mib=round(sum(registry.blobs().values()) / 2**20))
