@@ -17,7 +17,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 #    run for real: Swift with s3api (S3/Swift publish, layer cache), Glance,
 #    and an OCI registry (layer cache).
 packages=(docker.io mmdebstrap debootstrap qemu-utils qemu-system-x86 genisoimage python3 python3-venv rabbitmq-server socat
-          ca-certificates e2fsprogs dosfstools util-linux)
+          ca-certificates e2fsprogs dosfstools util-linux openssh-client)
 test_packages=(swift swift-proxy swift-object swift-container swift-account memcached glance-api docker-registry)
 [ -n "$extra" ] && packages+=("${test_packages[@]}")
 missing=()
