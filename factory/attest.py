@@ -56,8 +56,17 @@ def forget(key: str) -> None:
 
 
 def inventory(image: str) -> sbom.Inventory:
-    """The packages installed in an image's tree."""
-    return sbom.parse(run_output(image, ["sh", "-c", sbom.INVENTORY]).decode(errors="replace"))
+    """The packages installed in an image's tree. A tree with no shell (a
+    layer that only adds files, say) has no package database to read: its
+    inventory is empty rather than an error that stops a push."""
+    try:
+        out = run_output(image, ["sh", "-c", sbom.INVENTORY])
+    except docker.errors.APIError as e:
+        if "executable file not found" not in str(getattr(e, "explanation", "") or e):
+            raise
+        _log.warning("no shell in the tree: its SBOM lists no packages", image=image)
+        return sbom.Inventory("unknown", "", ())
+    return sbom.parse(out.decode(errors="replace"))
 
 
 def layer_inputs(image) -> dict:
