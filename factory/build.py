@@ -161,11 +161,11 @@ def print_summary(summary: list[dict], total: float) -> None:
 
 
 def planned(target: Target, builder_base: str | None = None) -> tuple[Plan, list[containers.ImageSource]]:
-    """The target's layers with their keys (which need the builder image's
-    id), and its datastore images (container mode)."""
+    """The target's layers with their keys (which name the builder image by
+    its recipe tag), and its datastore images (container mode)."""
     builder = ensure_builder(host_trust(), base=builder_base, verbose=log.VERBOSE)
     target, sources = containers.with_images(target)
-    return plan_stack(target, builder.id), sources
+    return plan_stack(target, builder.tag), sources
 
 
 def plan_with_cache(target: Target, builder_base: str | None = None) -> Plan:

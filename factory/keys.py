@@ -24,7 +24,7 @@ class KeyInputs:
     new_elements: tuple[str, ...]  # the elements whose hooks this layer runs
     dib_version: str
     engine: str  # hash of the factory's own phase runner: how hooks are run shapes the bytes
-    builder_image: str  # the builder image's id
+    builder_image: str  # the builder image's tag: a hash of its recipe, the same on every machine
     env: dict[str, str]  # the explicit environment handed to this layer's elements
     host_inputs: dict[str, str] = field(default_factory=dict)  # env value (host path) -> content hash
     packages: tuple[str, ...] = ()

@@ -1,8 +1,13 @@
 """The builder image: DIB and the tools its outside phases need.
 
-Tagged by a hash of its inputs (Containerfile, base image id, DIB version), so
-a second `factory builder build` finds it at once. Where no registry answers,
-the base is bootstrapped from the Debian archive (mmdebstrap -> import).
+Tagged by a hash of its recipe (Containerfile, the base's identity, DIB
+version), so a second `factory builder build` finds it at once, and two
+machines that build it from one recipe give it the same tag. Layer keys name
+the builder by that tag, never by its image id: the image's bytes differ from
+machine to machine (package downloads, timestamps) while what it can do does
+not, and CI runners on different machines must share layers. Where no
+registry answers, the base is bootstrapped from the Debian archive
+(mmdebstrap -> import), and its identity is that recipe.
 """
 
 from __future__ import annotations
@@ -87,15 +92,25 @@ def resolve_base(base: str | None, workdir: Path | None = None) -> str:
         return bootstrap_base(workdir=workdir)
 
 
-def builder_tag(base_id: str) -> str:
-    inputs = "|".join([CONTAINERFILE.read_text(), base_id, dib_version()])
+def base_identity(ref: str, repo_digests: list[str], image_id: str) -> str:
+    """What names a base image the same on every machine (pure): the
+    bootstrap recipe its tag encodes, a registry digest, else (an image only
+    this host has) its id."""
+    if ref.startswith(f"{BOOTSTRAP_REPO}:"):
+        return ref
+    return sorted(repo_digests)[0] if repo_digests else image_id
+
+
+def builder_tag(base: str) -> str:
+    inputs = "|".join([CONTAINERFILE.read_text(), base, dib_version()])
     return f"{BUILDER_REPO}:{_short(inputs)}"
 
 
 def ensure_builder(trust: Trust, base: str | None = None, verbose: bool = False, workdir: Path | None = None) -> BuilderImage:
     base_ref = resolve_base(base, workdir)
-    base_id = client().images.get(base_ref).id
-    tag = builder_tag(base_id)
+    base_image = client().images.get(base_ref)
+    base_id = base_image.id
+    tag = builder_tag(base_identity(base_ref, base_image.attrs.get("RepoDigests") or [], base_id))
     try:
         return BuilderImage(tag=tag, id=client().images.get(tag).id, built=False)
     except docker.errors.ImageNotFound:
