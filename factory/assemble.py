@@ -153,15 +153,13 @@ def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, 
         progress.event("assemble", key, "assemble", "running", target=target.name)
         try:
             run_assembler(plan.builder_image, binds, env, ["bash", ASSEMBLER_IN_BUILDER], key, logfile, verbose,
-                          lambda text: progress.line("assemble", key, text))
+                          lambda text: _on_line(key, text))
         except BuildFailed:
             progress.event("assemble", key, "assemble", "failed", seconds=time.monotonic() - started,
                            target=target.name, path=str(logfile), tail=tuple(_read_lines(logfile)[-15:]))
             raise
         lines = _read_lines(logfile)
         tree_kb = next((int(l.split(":")[1]) for l in reversed(lines) if l.startswith("FACTORY-TREE-KB:")), 0)
-        for step, seconds in _steps(lines):
-            _log.info("step timed", layer="(assemble)", step=step, seconds=seconds)
         images = {}
         for fmt in target.formats:
             part = partial_dir / f"{name}.{fmt}.part"
@@ -268,6 +266,14 @@ def _steps(lines: list[str]) -> list[tuple[str, float]]:
             name, _, seconds = line.split(" ", 1)[1].partition(" ")
             steps.append((name, float(seconds)))
     return steps
+
+
+def _on_line(key: str, text: str) -> None:
+    """Each finished step is logged as it ends (a watcher knows which step
+    runs now: the one after it), and every line goes to the progress view."""
+    for step, seconds in _steps([text]):
+        _log.info("step timed", layer="(assemble)", step=step, seconds=seconds)
+    progress.line("assemble", key, text)
 
 
 def _read_lines(path: Path) -> list[str]:

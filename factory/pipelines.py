@@ -46,9 +46,11 @@ def image_function(graph: Graph) -> str:
     """A shell function `factory` that runs the factory image, so a job's
     command reads the same on either runner. The state folder and the job's
     folder are mounted at their host paths: build containers are the host
-    engine's, and mount what the factory stages there."""
-    passed = " ".join(f"-e {n}" for n in ("CI", "FACTORY_PROGRESS", *credentials(graph)))
-    return ("factory() { docker run --rm -v /var/run/docker.sock:/var/run/docker.sock "
+    engine's, and mount what the factory stages there. The host's network,
+    as a shell runner would have it, reaches the cache and the cloud.
+    ELEMENTS_PATH passes through: its folders must be in the job's folder."""
+    passed = " ".join(f"-e {n}" for n in ("CI", "FACTORY_PROGRESS", "ELEMENTS_PATH", *credentials(graph)))
+    return ("factory() { docker run --rm --network host -v /var/run/docker.sock:/var/run/docker.sock "
             "-v /var/lib/factory:/var/lib/factory -v /etc/apt:/etc/apt:ro "
             f'-v "$PWD:$PWD" -w "$PWD" {passed} "${IMAGE_VARIABLE}" "$@"; }}')
 

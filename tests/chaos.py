@@ -41,7 +41,7 @@ MOMENTS = [
     Moment("datastore layer: post-install", "build", "phase", (("layer", "datastore"), ("phase", "post-install"))),
     Moment("datastore layer: commit", "build", "phase", (("layer", "datastore"), ("phase", "post-install")), (2, 8)),
     Moment("assembly", "build", "assembling", (), (0, 15)),
-    Moment("convert", "build", "assembling", (), (40, 90)),
+    Moment("convert", "build", "step timed", (("step", "unmount"),), (0, 5)),
     Moment("verify boot", "verify", "booting", (), (1, 20)),
     Moment("publish upload", "publish", "publishing", (), (0, 0.3)),
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -69,8 +70,8 @@ class Project:
         return subprocess.run([str(VENV_BIN / "factory"), *args], cwd=self.root, env=self.env, capture_output=True,
                               text=True, timeout=3600)
 
-    def emit(self, form: str, cache: str | None = None) -> str:
-        run = self.factory("plan", "--config", "factory.yaml", "--emit", form, "--runner", "shell",
+    def emit(self, form: str, cache: str | None = None, runner: str = "shell") -> str:
+        run = self.factory("plan", "--config", "factory.yaml", "--emit", form, "--runner", runner,
                            "--cache-to", cache or self.registry.url)
         assert run.returncode == 0, run.stderr[-3000:]
         return run.stdout
@@ -190,6 +191,58 @@ def test_the_same_targets_one_after_another_for_the_wall_time(pipeline, tmp_path
     assert [s for layer, k, s in steps(run.stderr) if layer == "datastore"] == ["built", "built"]
     print(f"\none after another: {seconds:.0f}s wall; the pipeline: {pipeline_seconds:.0f}s "
           f"(its jobs also pushed every layer to the registry); datastore layers {ours}")
+
+
+@pytest.fixture(scope="module")
+def factory_image(builder):
+    """The factory image from the Containerfile, on the base the builder
+    uses (bootstrapped from the archive here: no registry answers)."""
+    from factory.engine.builder import resolve_base
+    from factory.engine.docker import buildkit_cli
+    from factory.trust import host_trust
+
+    tag = f"factory-ci-test:{os.getpid()}"
+    cmd = [buildkit_cli(), "build", "-q", "-t", tag, "--build-arg", f"BASE={resolve_base(None)}",
+           "-f", str(REPO / "Containerfile")]
+    if host_trust().ca_bundle:
+        cmd += ["--secret", f"id=ca,src={host_trust().ca_bundle}"]
+    run = subprocess.run([*cmd, str(REPO)], env={**os.environ, "DOCKER_BUILDKIT": "1"}, capture_output=True,
+                         text=True, timeout=1800)
+    assert run.returncode == 0, run.stderr[-3000:]
+    yield tag
+    subprocess.run(["docker", "rmi", tag], capture_output=True)
+
+
+def test_the_factory_image_runs_the_jobs_and_finds_the_layers_by_the_same_keys(pipeline, factory_image, tmp_path):
+    """The pipeline again, every job in the factory image (`--runner image`),
+    in a copy of the project with its element folder inside (the container
+    sees only the job's folder). The registry holds every layer now, so the
+    graph is the targets' jobs alone; each finds its layers, which the shell
+    runner's jobs built, under the same keys, and its image comes out."""
+    project, graph, _, _, _ = pipeline
+    root = tmp_path / "project"
+    shutil.copytree(project.root, root, ignore=shutil.ignore_patterns("out", ".gitlab-ci*"))
+    shutil.copytree(project.env["ELEMENTS_PATH"], root / "elements")
+    copy = Project(root, root / "out", {**project.env, "ELEMENTS_PATH": str(root / "elements")}, project.registry)
+    again = json.loads(copy.emit("json"))
+    assert again["layers"] == [] and [t["top"] for t in again["targets"]] == [t["top"] for t in graph["targets"]]
+    (root / ".gitlab-ci.yml").write_text(copy.emit("gitlab", runner="image"))
+    started = time.monotonic()
+    run = subprocess.run([str(GITLAB_CI_LOCAL), "--concurrency", "2", "--no-color", "--variable",
+                          f"FACTORY_IMAGE={factory_image}"], cwd=root, env=copy.env, capture_output=True, text=True,
+                         timeout=3600)
+    seconds = time.monotonic() - started
+    assert run.returncode == 0 and "FAIL" not in run.stdout, run.stdout[-6000:]
+    logs = {p.stem: p.read_text() for p in (root / ".gitlab-ci-local" / "output").glob("*.log")}
+    assert sorted(logs) == sorted(t["id"] for t in graph["targets"])
+    for target in graph["targets"]:
+        done = steps(logs[target["id"]])
+        assert ("datastore", target["top"][:12], "cached") in done, logs[target["id"]][-3000:]
+        assert not [s for _, _, s in done if s == "built"], done
+        manifests = list(copy.out.glob(f"{target['target']}-*.manifest.json"))
+        assert len(manifests) == 1, (target["target"], logs[target["id"]][-3000:])
+        assert json.loads(manifests[0].read_text())["layers"][-1]["key"] == target["top"]
+    print(f"\nfactory image: {len(logs)} jobs in {seconds:.0f}s, each layer cached under the host's key")
 
 
 def test_act_runs_the_github_workflow(tmp_path, builder):

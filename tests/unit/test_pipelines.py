@@ -58,7 +58,7 @@ def test_gitlab_image_runner_defines_factory_as_the_image():
     doc = yaml.safe_load(gitlab(graph(), "image", ARGV))
     assert doc["variables"] == {"FACTORY_IMAGE": "factory"}
     (function,) = doc["default"]["before_script"]
-    assert function.startswith("factory() { docker run --rm -v /var/run/docker.sock:/var/run/docker.sock")
+    assert function.startswith("factory() { docker run --rm --network host -v /var/run/docker.sock:/var/run/docker.sock")
     assert '"$FACTORY_IMAGE" "$@"; }' in function and "-v /var/lib/factory:/var/lib/factory" in function
 
 
