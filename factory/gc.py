@@ -32,6 +32,8 @@ def _release(rec: owners.Record) -> str:
         return f"folder {path}" + (f" (loop devices {', '.join(loops)})" if loops else "")
     if rec.kind == owners.PROCESS:
         pid = int(rec.what)
+        if rec.foreign:  # it ran in its owner's container, and ended with it
+            return f"process {pid} (gone with its container)"
         if owners.alive(pid, rec.thing_started):
             try:
                 os.killpg(pid, signal.SIGKILL)
@@ -42,10 +44,25 @@ def _release(rec: owners.Record) -> str:
     return f"unknown record {rec.path.name}"
 
 
+def container_running(container_id: str) -> bool:
+    """Whether a factory's own container (an owner in another PID namespace)
+    still runs; when the engine cannot say, it is left alone."""
+    import docker
+
+    from factory.engine.docker import client
+
+    try:
+        return client().containers.get(container_id).status in ("created", "running", "restarting", "paused")
+    except docker.errors.NotFound:
+        return False
+    except Exception:  # noqa: BLE001 - no engine: judge nothing
+        return True
+
+
 def release_orphans() -> list[str]:
     """Release what recorded owners that are gone left; one line each."""
     released = []
-    for rec in owners.orphaned():
+    for rec in owners.orphaned(container_running):
         released.append(_release(rec))
         owners.forget(rec.path)
     return released
@@ -57,8 +74,9 @@ def orphan_containers() -> list:
 
     out = []
     for c in client().containers.list(all=True, filters={"label": f"{LABEL}.building"}):
-        pid = c.labels.get(f"{LABEL}.pid", "")
-        if not (pid.isdigit() and owners.alive(int(pid), c.labels.get(f"{LABEL}.pid-start", ""))):
+        label = lambda name: c.labels.get(f"{LABEL}.{name}", "")  # noqa: E731
+        if not owners.owner_alive(label("pid"), label("pid-start"), label("pid-namespace"), label("owner-container"),
+                                  container_running):
             out.append(c)
     return out
 
@@ -72,6 +90,10 @@ def remove_orphan_containers() -> list[str]:
             c.remove(force=True, v=True)
         except docker.errors.NotFound:
             continue  # another process's sweep was first
+        except docker.errors.APIError as e:
+            if e.status_code == 409:  # another process's sweep is removing it now
+                continue
+            raise
         removed.append(f"container {c.short_id}")
         _log.info("released what a stopped run left", what=removed[-1])
     return removed

@@ -8,19 +8,28 @@ record is one small JSON file under state_dir()/owned naming the kind, the
 thing, and the owner's PID with the owner's start time, so that a PID reused
 by another process does not pass for the owner. `gc.py` releases what dead
 owners left; containers carry the same owner in their labels instead.
+
+A factory may run in a container (the factory image, as a CI step) and share
+the state folder and engine with the host and with other such containers. A
+PID means something only in its own PID namespace, so the owner also names
+its namespace and, in a container, the container: an owner in another
+namespace is judged by whether its container still runs, or, where that is
+not known (a host process seen from a container), left alone.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from factory.settings import state_dir
 
@@ -36,9 +45,57 @@ class Record:
     pid: int
     started: str
     thing_started: str = ""  # PROCESS: the recorded process's own start time
+    namespace: str = ""  # the owner's PID namespace ("" in records older than it: this one)
+    container: str = ""  # the container the owner runs in, if any
 
-    def owner_alive(self) -> bool:
-        return alive(self.pid, self.started)
+    @property
+    def foreign(self) -> bool:
+        """Made in another PID namespace: its PIDs mean nothing here."""
+        return bool(self.namespace) and self.namespace != pid_namespace()
+
+    def owner_alive(self, running: Callable[[str], bool]) -> bool:
+        return owner_alive(str(self.pid), self.started, self.namespace, self.container, running)
+
+
+@cache
+def pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+@cache
+def own_container() -> str:
+    """The id of the container this process runs in, or "" on a host: the
+    engine bind-mounts a container's /etc/hostname from its own folder."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 4 and fields[4] == "/etc/hostname":
+            found = re.search(r"/containers/([0-9a-f]{64})/hostname$", fields[3])
+            if found:
+                return found.group(1)
+    return ""
+
+
+def identity() -> dict[str, str]:
+    """This process as an owner: what records and container labels carry."""
+    pid = os.getpid()
+    return {"pid": str(pid), "started": start_time(pid) or "", "namespace": pid_namespace(), "container": own_container()}
+
+
+def owner_alive(pid: str, started: str, namespace: str, container: str, running: Callable[[str], bool]) -> bool:
+    """Whether an owner still runs. `running(container_id)` asks the engine,
+    for an owner in another PID namespace."""
+    if not namespace or namespace == pid_namespace():
+        return pid.isdigit() and alive(int(pid), started)
+    if container:
+        return running(container)
+    return True
 
 
 def start_time(pid: int) -> str | None:
@@ -67,9 +124,11 @@ def record(kind: str, what: str | Path, thing_pid: int | None = None) -> Path:
     a record of nothing, which is harmless)."""
     folder = root()
     folder.mkdir(parents=True, exist_ok=True)
-    pid = os.getpid()
-    body = {"kind": kind, "what": str(what), "pid": pid, "started": start_time(pid) or "",
-            "thing_started": (start_time(thing_pid) or "") if thing_pid else ""}
+    me = identity()
+    pid = int(me["pid"])
+    body = {"kind": kind, "what": str(what), "pid": pid, "started": me["started"],
+            "thing_started": (start_time(thing_pid) or "") if thing_pid else "",
+            "namespace": me["namespace"], "container": me["container"]}
     path = folder / f"{kind}-{pid}-{secrets.token_hex(4)}.json"
     partial = folder / f".{path.name}.part"
     partial.write_text(json.dumps(body))
@@ -98,15 +157,15 @@ def records() -> list[Record]:
         try:
             body = json.loads(path.read_text())
             out.append(Record(path, body["kind"], body["what"], int(body["pid"]), body["started"],
-                              body.get("thing_started", "")))
+                              body.get("thing_started", ""), body.get("namespace", ""), body.get("container", "")))
         except (OSError, ValueError, KeyError):
             continue  # written atomically: only a foreign file reads wrong; leave it alone
     return out
 
 
-def orphaned() -> list[Record]:
+def orphaned(running: Callable[[str], bool]) -> list[Record]:
     """Records whose owner is gone."""
-    return [r for r in records() if not r.owner_alive()]
+    return [r for r in records() if not r.owner_alive(running)]
 
 
 @contextmanager

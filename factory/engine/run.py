@@ -4,7 +4,6 @@ get, bind mounts, and exec with its output logged and its tail kept."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -36,9 +35,10 @@ ELEVATED = {
 def run_labels(key: str) -> dict[str, str]:
     """Labels of a container while it builds: what for, and for whom (the
     orphan sweep removes those whose process is gone; the start time tells a
-    reused PID from the owner)."""
-    return {f"{LABEL}.building": key, f"{LABEL}.pid": str(os.getpid()),
-            f"{LABEL}.pid-start": owners.start_time(os.getpid()) or ""}
+    reused PID from the owner; owners.py says why the namespace and container)."""
+    me = owners.identity()
+    return {f"{LABEL}.building": key, f"{LABEL}.pid": me["pid"], f"{LABEL}.pid-start": me["started"],
+            f"{LABEL}.pid-namespace": me["namespace"], f"{LABEL}.owner-container": me["container"]}
 
 
 def start(image: str, binds: list[Bind], labels: dict[str, str], **host_options):
