@@ -26,9 +26,9 @@ unmeasured, when `cold` is not selected):
   newmachine    a second dockerd (own data root and bridge, empty store)
                 building the target from a registry on 127.0.0.1 the first
                 engine pushed to; DIB has no cache to share: its figure is
-                its cold build. Its containers have no route out, so the
-                assembly's finalise (DIB's bootloader element installs
-                grub-pc with apt) cannot finish there yet
+                its cold build (select `cold` too to have it). Its
+                containers have no route out: the assembly installs nothing
+                (the base layer carries the bootloader's packages)
   zstd          the datastore change again, both sides compressing with zstd
 
 Printed: the table (Markdown), the profile of the factory's cold build and
