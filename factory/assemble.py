@@ -234,6 +234,7 @@ def _assembler_inputs(plan: Plan, trust: Trust, element_paths: list[Path], cache
         "OUT_FORMATS": " ".join(target.formats),
         "FACTORY_COMPRESSION": compression,
         "FACTORY_BLOCK_IDS": BLOCK_IDS_IN_BUILDER,
+        "FACTORY_TIDY": phases.TIDY,
         "QEMU_IMG_OPTIONS": qemu_options or "",
         "HOME": "/root",
     })
@@ -250,6 +251,7 @@ def _assembler_inputs(plan: Plan, trust: Trust, element_paths: list[Path], cache
         (cache_dir, phases.CACHE_IN_BUILDER, "rw"),
         (visible(ASSEMBLER), ASSEMBLER_IN_BUILDER, "ro"),
         (visible(BLOCK_IDS), BLOCK_IDS_IN_BUILDER, "ro"),
+        (visible(phases.TIDY_SOURCE), phases.TIDY, "ro"),
         *[(r, r, "ro") for r in storage_roots],
         *[(p, p, "ro") for p in element_paths],
         *trust.mounts(),
