@@ -39,6 +39,8 @@ from factory.trust import Trust
 DEFAULT_COMPRESSION = "zlib"
 ASSEMBLER = Path(__file__).parent / "engine" / "dib-assemble"
 ASSEMBLER_IN_BUILDER = "/tmp/factory/dib-assemble"
+BLOCK_IDS = Path(__file__).parent / "engine" / "block_ids.py"
+BLOCK_IDS_IN_BUILDER = "/tmp/factory/block_ids.py"
 BUILT_IN_BUILDER = "/tmp/factory/built"
 OUT_IN_BUILDER = "/tmp/factory/out"
 _log = log.get("assemble")
@@ -47,7 +49,7 @@ _log = log.get("assemble")
 def assembly_key(plan: Plan, compression: str, qemu_options: str | None) -> str:
     t = plan.target
     return keys.assembly_key(plan.layers[-1].key, t.formats, size_in_gib(t.image_size), compression, qemu_options,
-                             hashlib.sha256(ASSEMBLER.read_bytes()).hexdigest(), plan.builder_image)
+                             hashlib.sha256(ASSEMBLER.read_bytes() + BLOCK_IDS.read_bytes()).hexdigest(), plan.builder_image)
 
 
 def artifact_name(target: Target, key: str) -> str:
@@ -149,6 +151,7 @@ def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, 
         logfile.write_text("")
         env, binds = _assembler_inputs(plan, trust, element_paths, cache_dir, work, partial_dir, name,
                                        compression, qemu_options, verbose)
+        env["FACTORY_IMAGE_SEED"] = key
         _log.info("assembling", artifact=name, formats=",".join(target.formats), compression=compression)
         progress.event("assemble", key, "assemble", "running", target=target.name)
         try:
@@ -228,6 +231,8 @@ def _assembler_inputs(plan: Plan, trust: Trust, element_paths: list[Path], cache
         "OUT_NAME": name,
         "OUT_FORMATS": " ".join(target.formats),
         "FACTORY_COMPRESSION": compression,
+        "FACTORY_BLOCK_IDS": BLOCK_IDS_IN_BUILDER,
+        "FACTORY_TIDY": phases.TIDY,
         "QEMU_IMG_OPTIONS": qemu_options or "",
         "HOME": "/root",
     })
@@ -243,6 +248,8 @@ def _assembler_inputs(plan: Plan, trust: Trust, element_paths: list[Path], cache
         (partial_dir, OUT_IN_BUILDER, "rw"),
         (cache_dir, phases.CACHE_IN_BUILDER, "rw"),
         (visible(ASSEMBLER), ASSEMBLER_IN_BUILDER, "ro"),
+        (visible(BLOCK_IDS), BLOCK_IDS_IN_BUILDER, "ro"),
+        (visible(phases.TIDY_SOURCE), phases.TIDY, "ro"),
         *[(r, r, "ro") for r in storage_roots],
         *[(p, p, "ro") for p in element_paths],
         *trust.mounts(),

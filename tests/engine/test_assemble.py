@@ -62,6 +62,19 @@ def test_unchanged_target_is_not_assembled_again(artifact):
     assert manifest_path.stat().st_mtime == before
 
 
+def test_two_assemblies_of_one_key_give_the_same_root_tree_and_tar(tmp_path, builder):
+    """Image tier 2: the finalised tree is tidied and clamped, its filesystem
+    UUID follows from the key (grub.cfg names it), the tar is in name order."""
+    manifests = []
+    for name in ("one", "two"):
+        run = factory("build", *TARGET, "--format", "tar", "--output", str(tmp_path / name))
+        assert run.returncode == 0, run.stderr[-4000:]
+        manifests.append(json.loads(Path(run.stdout.strip().splitlines()[-1]).read_text()))
+    one, two = manifests
+    assert one["tree_sha256"] and one["tree_sha256"] == two["tree_sha256"]
+    assert one["images"]["tar"]["sha256"] == two["images"]["tar"]["sha256"]
+
+
 def test_too_small_image_size_fails_clearly_and_leaves_nothing(tmp_path, builder):
     # Above the fixed 1G floor, below what this target's tree needs.
     run = factory("build", *TARGET, "--image-size", "1G", "--output", str(tmp_path))

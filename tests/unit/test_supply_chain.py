@@ -167,18 +167,28 @@ def test_the_tidy_up_takes_out_what_differs_and_only_what_this_build_wrote(tmp_p
              "usr/lib/python3/x/__pycache__/a.cpython-311.pyc": "pyc", "var/lib/systemd/random-seed": "r",
              "usr/share/old-file": "from a layer below", "etc/ssh/ssh_host_rsa_key": "from a layer below",
              "etc/hostname": "0456f8423c93\n", "etc/iscsi/initiatorname.iscsi": "InitiatorName=iqn.1993-08.org.debian:01:e56f\n",
-             "var/lib/dbus/machine-id": "c2cbd21c\n"}
+             "var/lib/dbus/machine-id": "c2cbd21c\n", "etc/ssl/private/ssl-cert-snakeoil.key": "private",
+             "etc/ssl/certs/ssl-cert-snakeoil.pem": "cert", "etc/ssl/certs/ca-from-below.pem": "a CA"}
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text)
-    for below in ("usr/share/old-file", "etc/ssh/ssh_host_rsa_key"):
+    (root / "etc/ssl/certs/9e0a1b2c.0").symlink_to("ssl-cert-snakeoil.pem")
+    (root / "etc/ssl/certs/5ad8a5d6.0").symlink_to("ca-from-below.pem")
+    for below in ("usr/share/old-file", "etc/ssh/ssh_host_rsa_key", "etc/ssl/certs/ca-from-below.pem"):
         os.utime(root / below, (epoch - 10, epoch - 10))
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
     subprocess.run(["bash", str(TIDY_SOURCE), str(root)], env=env, check=True)
     subprocess.run(["bash", str(TIDY_SOURCE), "--clamp", str(root)], env=env, check=True)
     left = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() and not p.is_symlink())
     assert left == ["etc/hostname", "etc/iscsi/initiatorname.iscsi", "etc/machine-id", "etc/shadow",
-                    "etc/ssh/ssh_host_rsa_key", "usr/share/old-file"]
+                    "etc/ssh/ssh_host_rsa_key", "etc/ssl/certs/ca-from-below.pem",
+                    "etc/systemd/system/ssl-cert-snakeoil.service", "usr/share/old-file"]
+    # The snakeoil key pair is every machine's own: its hash link goes too, and a unit makes it at first boot.
+    assert sorted(p.name for p in (root / "etc/ssl/certs").iterdir()) == ["5ad8a5d6.0", "ca-from-below.pem"]
+    unit = (root / "etc/systemd/system/ssl-cert-snakeoil.service").read_text()
+    assert "make-ssl-cert generate-default-snakeoil" in unit and "ConditionPathExists=!/etc/ssl/private/ssl-cert-snakeoil.key" in unit
+    assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/ssl-cert-snakeoil.service") == \
+        "/etc/systemd/system/ssl-cert-snakeoil.service"
     assert (root / "etc/machine-id").read_text() == ""
     assert (root / "etc/hostname").read_text() == "localhost\n"  # cloud-init names the instance at boot
     assert (root / "etc/iscsi/initiatorname.iscsi").read_text() == "GenerateName=yes\n"  # open-iscsi makes one at first start
