@@ -187,7 +187,7 @@ def test_the_tidy_up_takes_out_what_differs_and_only_what_this_build_wrote(tmp_p
     assert sorted(p.name for p in (root / "etc/ssl/certs").iterdir()) == ["5ad8a5d6.0", "ca-from-below.pem"]
     unit = (root / "etc/systemd/system/ssl-cert-snakeoil.service").read_text()
     assert "make-ssl-cert generate-default-snakeoil" in unit and "ConditionPathExists=!/etc/ssl/private/ssl-cert-snakeoil.key" in unit
-    assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/ssl-cert-snakeoil.service") == \
+    assert os.readlink(root / "etc/systemd/system/sysinit.target.wants/ssl-cert-snakeoil.service") == \
         "/etc/systemd/system/ssl-cert-snakeoil.service"
     assert (root / "etc/machine-id").read_text() == ""
     assert (root / "etc/hostname").read_text() == "localhost\n"  # cloud-init names the instance at boot
