@@ -98,6 +98,19 @@ def edited_element(tmp_path: Path, name: str) -> Path:
     return root
 
 
+def unique_element(tmp_path: Path, name: str) -> Path:
+    """A copy of one of the repo's elements whose layer holds bytes no other
+    layer has (a hook writes a fresh id into the tree): layers are
+    reproducible, so an engine holding the same bytes under another key would
+    never fetch them from a cache."""
+    root = edited_element(tmp_path, name)
+    hook = root / name / "post-install.d" / "99-factory-test-unique"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(f"#!/bin/bash\necho {uuid.uuid4()} > /etc/factory-test-unique\n")
+    hook.chmod(0o755)
+    return root
+
+
 @pytest.fixture(scope="session")
 def swift_server(tmp_path_factory):
     """A real one-node Swift with the S3 API on 127.0.0.1 (tests/servers/swift.py),
