@@ -41,15 +41,26 @@ ASSEMBLER = Path(__file__).parent / "engine" / "dib-assemble"
 ASSEMBLER_IN_BUILDER = "/tmp/factory/dib-assemble"
 BLOCK_IDS = Path(__file__).parent / "engine" / "block_ids.py"
 BLOCK_IDS_IN_BUILDER = "/tmp/factory/block_ids.py"
+REMAKE_FS = Path(__file__).parent / "engine" / "remake_fs.py"
+REMAKE_FS_IN_BUILDER = "/tmp/factory/remake_fs.py"
 BUILT_IN_BUILDER = "/tmp/factory/built"
 OUT_IN_BUILDER = "/tmp/factory/out"
 _log = log.get("assemble")
 
 
-def assembly_key(plan: Plan, compression: str, qemu_options: str | None) -> str:
+def _assembler_hash() -> str:
+    return hashlib.sha256(ASSEMBLER.read_bytes() + BLOCK_IDS.read_bytes() + REMAKE_FS.read_bytes()).hexdigest()
+
+
+def assembly_key(plan: Plan, compression: str, qemu_options: str | None, bit_identical: bool = False) -> str:
     t = plan.target
     return keys.assembly_key(plan.layers[-1].key, t.formats, size_in_gib(t.image_size), compression, qemu_options,
-                             hashlib.sha256(ASSEMBLER.read_bytes() + BLOCK_IDS.read_bytes()).hexdigest(), plan.builder_image)
+                             _assembler_hash(), plan.builder_image, bit_identical)
+
+
+def disk_key(plan: Plan) -> str:
+    """The seed of the disk's identifiers: one disk whatever it is written as."""
+    return keys.disk_key(plan.layers[-1].key, size_in_gib(plan.target.image_size), _assembler_hash(), plan.builder_image)
 
 
 def artifact_name(target: Target, key: str) -> str:
@@ -105,12 +116,12 @@ def _supply_chain(plan: Plan, name: str, key: str, target_json: dict, images: di
 
 def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, cache_dir: Path,
              compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None, verbose: bool = False,
-             again: bool = False, signing_key: Path | None = None) -> Path:
+             again: bool = False, signing_key: Path | None = None, bit_identical: bool = False) -> Path:
     """Build the artifact for a planned (and built) stack; returns the manifest path.
     `again`: a layer was rebuilt on purpose (--refresh) under its same key, so
     an artifact with the same key holds the old bytes."""
     target = plan.target
-    key = assembly_key(plan, compression, qemu_options)
+    key = assembly_key(plan, compression, qemu_options, bit_identical)
     name = artifact_name(target, key)
     out_dir = Path(target.output).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -126,12 +137,12 @@ def assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, c
             progress.event("assemble", key, "assemble", "cached", target=target.name, path=str(manifest_path))
             return manifest_path
         return _assemble(plan, trust, element_paths, state, cache_dir, compression, qemu_options, verbose,
-                         key, name, out_dir, manifest_path, signing_key)
+                         key, name, out_dir, manifest_path, signing_key, bit_identical)
 
 
 def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, cache_dir: Path, compression: str,
               qemu_options: str | None, verbose: bool, key: str, name: str, out_dir: Path,
-              manifest_path: Path, signing_key: Path | None) -> Path:
+              manifest_path: Path, signing_key: Path | None, bit_identical: bool) -> Path:
     target = plan.target
     started = time.monotonic()
     (state / "work").mkdir(parents=True, exist_ok=True)
@@ -151,7 +162,8 @@ def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, 
         logfile.write_text("")
         env, binds = _assembler_inputs(plan, trust, element_paths, cache_dir, work, partial_dir, name,
                                        compression, qemu_options, verbose)
-        env["FACTORY_IMAGE_SEED"] = key
+        env["FACTORY_IMAGE_SEED"] = disk_key(plan)
+        env["FACTORY_IN_ORDER"] = "1" if bit_identical else ""
         _log.info("assembling", artifact=name, formats=",".join(target.formats), compression=compression)
         progress.event("assemble", key, "assemble", "running", target=target.name)
         try:
@@ -232,6 +244,7 @@ def _assembler_inputs(plan: Plan, trust: Trust, element_paths: list[Path], cache
         "OUT_FORMATS": " ".join(target.formats),
         "FACTORY_COMPRESSION": compression,
         "FACTORY_BLOCK_IDS": BLOCK_IDS_IN_BUILDER,
+        "FACTORY_REMAKE_FS": REMAKE_FS_IN_BUILDER,
         "FACTORY_TIDY": phases.TIDY,
         "QEMU_IMG_OPTIONS": qemu_options or "",
         "HOME": "/root",
@@ -249,6 +262,7 @@ def _assembler_inputs(plan: Plan, trust: Trust, element_paths: list[Path], cache
         (cache_dir, phases.CACHE_IN_BUILDER, "rw"),
         (visible(ASSEMBLER), ASSEMBLER_IN_BUILDER, "ro"),
         (visible(BLOCK_IDS), BLOCK_IDS_IN_BUILDER, "ro"),
+        (visible(REMAKE_FS), REMAKE_FS_IN_BUILDER, "ro"),
         (visible(phases.TIDY_SOURCE), phases.TIDY, "ro"),
         *[(r, r, "ro") for r in storage_roots],
         *[(p, p, "ro") for p in element_paths],

@@ -193,7 +193,7 @@ def check_size_floor(plan: Plan) -> None:
 
 def build(target: Target, refresh: list[str] | None = None, builder_base: str | None = None,
           compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None,
-          cache: CacheSettings = CacheSettings()) -> Path:
+          cache: CacheSettings = CacheSettings(), bit_identical: bool = False) -> Path:
     """Build a target; returns its manifest (beside the images it names)."""
     started = time.monotonic()
     gc.remove_orphan_containers()
@@ -209,7 +209,7 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
     assemble_started = time.monotonic()
     manifest = assemble(plan, host_trust(), search_path(), state_dir(), _cache_dir(),
                         compression=compression, qemu_options=qemu_options, verbose=log.VERBOSE, again=bool(refresh),
-                        signing_key=cache.signing_key)
+                        signing_key=cache.signing_key, bit_identical=bit_identical)
     summary.append({"layer": "(assemble)", "key": manifest.name.split(".")[0].rsplit("-", 1)[-1],
                     "state": "done", "seconds": time.monotonic() - assemble_started})
     _push(stored, remote, summary)

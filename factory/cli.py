@@ -90,6 +90,7 @@ def build(
     base: Base = None,
     compression: Annotated[str, typer.Option("--compression", help="qcow2 compression: zlib (default, any qemu), zstd (faster, qemu >= 5.1 readers), none.")] = "zlib",
     qemu_img_options: Annotated[Optional[str], typer.Option("--qemu-img-options", help="Extra -o options for qemu-img, comma separated (as DIB).")] = None,
+    bit_identical: Annotated[bool, typer.Option("--bit-identical", help="Write the qcow2's clusters in disk order: every build of this key gives the same file (its compression then runs on one core).")] = False,
     verify: Verify = False,
     cache_from: CacheFrom = [], cache_to: CacheTo = None, cache_required: CacheRequired = False,
     require_signed: Annotated[Optional[Path], typer.Option("--require-signed", help="allowed_signers file: use a pulled layer only if one of these keys signed its provenance; else build it.")] = None,
@@ -136,7 +137,7 @@ def build(
         return
     for target in targets:
         manifest = building.build(target, refresh=refresh, builder_base=base, compression=compression,
-                                  qemu_options=qemu_img_options, cache=cache)
+                                  qemu_options=qemu_img_options, cache=cache, bit_identical=bit_identical)
         if shown != "json":  # there, the assembly's event names it
             typer.echo(str(manifest))
         if verify:

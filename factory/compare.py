@@ -1,7 +1,9 @@
 """`factory diff A B`: what A and B are (two layers, two images, two
-manifests) and their trees, for factory/diff.py to compare. Images go to
-diffoscope when it is installed; without it, an image's tree is read from
-its tar format (a qcow2 alone cannot be read file by file here).
+manifests) and their trees, for factory/diff.py to compare. Two disk images
+are first compared as disks (`qemu-img compare`: two qcow2 files can hold one
+disk); differing ones go to diffoscope when it is installed; without it, an
+image's tree is read from its tar format (a qcow2 alone cannot be read file
+by file here).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import docker
 from factory import diff, manifest as manifests
 from factory.engine.docker import client
 from factory.errors import FactoryError
+from factory.hashing import file_hash
 from factory.store import local
 from factory.store.s3 import ExportStream
 from factory.stored import layer_tag
@@ -114,12 +117,35 @@ def run(a: str, b: str) -> list[str]:
     return head + [c.line() for c in diff.compare(ta, tb)]
 
 
+DISK_SUFFIXES = (".qcow2", ".raw", ".vmdk", ".vdi", ".vhdx")
+
+
+def _disks(a: Path, b: Path) -> tuple[bool, list[str]]:
+    """Two disk images that are not the same file: whether the disks they
+    hold are the same (`qemu-img compare`), and what it says when not. Two
+    qcow2 files of one disk can differ in the order of their clusters."""
+    if not all(p.name.endswith(DISK_SUFFIXES) for p in (a, b)) or not shutil.which("qemu-img"):
+        return False, []
+    out = subprocess.run(["qemu-img", "compare", str(a), str(b)], capture_output=True, text=True)
+    if out.returncode == 0:
+        return True, [f"files differ, disks identical (qemu-img compare): {a.name} and {b.name} hold the same disk "
+                      "in another cluster order; `factory build --bit-identical` writes the same file"]
+    said = (out.stdout or out.stderr).strip().splitlines()
+    return False, [f"disks differ (qemu-img compare): {said[-1] if said else 'exit ' + str(out.returncode)}"]
+
+
 def _files(a: Path, b: Path) -> list[str]:
     lines = []
     if a.name.endswith(".manifest.json") and b.name.endswith(".manifest.json"):
         ma, mb = manifests.read(a), manifests.read(b)
         lines = _manifest_lines(ma, mb)
         a, b = _image_of(a, ma), _image_of(b, mb)
+    if file_hash(a) == file_hash(b):
+        return lines
+    same_disk, said = _disks(a, b)
+    lines += said
+    if same_disk:
+        return lines
     if shutil.which("diffoscope"):
         out = subprocess.run(["diffoscope", "--text", "-", str(a), str(b)], capture_output=True, text=True)
         return lines + out.stdout.splitlines()

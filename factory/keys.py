@@ -42,8 +42,15 @@ def layer_key(inputs: KeyInputs) -> str:
     return hashlib.sha256(inputs.canonical().encode()).hexdigest()
 
 
+def disk_key(top: str, image_size_gib: str | None, assembler: str, builder: str) -> str:
+    """What decides the disk itself (the seed of its filesystem UUIDs and disk
+    id): not the formats, compression and cluster order it is written in."""
+    data = {"top": top, "image_size": image_size_gib, "assembler": assembler, "builder": builder}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
 def assembly_key(top: str, formats: tuple[str, ...], image_size_gib: str | None, compression: str,
-                 qemu_options: str | None, assembler: str, builder: str) -> str:
+                 qemu_options: str | None, assembler: str, builder: str, bit_identical: bool = False) -> str:
     """Everything that changes the artifact beyond the top layer's key."""
     data = {
         "top": top,
@@ -53,5 +60,7 @@ def assembly_key(top: str, formats: tuple[str, ...], image_size_gib: str | None,
         "qemu_img_options": qemu_options or "",
         "assembler": assembler,
         "builder": builder,
+        # Only when asked, so that no other artifact's key changed with it.
+        **({"bit_identical": True} if bit_identical else {}),
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -1,5 +1,5 @@
 """The identifiers DIB's block-device machinery draws at random, derived
-from the image's assembly key instead, so that two assemblies of one key
+from the image's disk key (keys.disk_key) instead, so that two assemblies of one disk
 give the same filesystem UUIDs (which grub.cfg and the fstab name) and the
 same MBR disk identifier.
 
@@ -19,12 +19,12 @@ MBR_SIGNATURE = b"\x55\xaa"  # at 510
 
 
 def fs_uuid(seed: str, name: str) -> str:
-    """A filesystem's UUID from the assembly key and its mkfs node's name."""
+    """A filesystem's UUID from the disk key and its mkfs node's name."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"factory:filesystem:{seed}:{name}"))
 
 
 def disk_id(seed: str) -> bytes:
-    """The MBR disk identifier from the assembly key: 4 bytes, never 0 (no id)."""
+    """The MBR disk identifier from the disk key: 4 bytes, never 0 (no id)."""
     digest = hashlib.sha256(f"factory:mbr:{seed}".encode()).digest()
     return digest[:4] if digest[:4] != b"\0\0\0\0" else b"\0\0\0\1"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import subprocess
 from pathlib import Path
 
@@ -62,17 +63,49 @@ def test_unchanged_target_is_not_assembled_again(artifact):
     assert manifest_path.stat().st_mtime == before
 
 
-def test_two_assemblies_of_one_key_give_the_same_root_tree_and_tar(tmp_path, builder):
-    """Image tier 2: the finalised tree is tidied and clamped, its filesystem
-    UUID follows from the key (grub.cfg names it), the tar is in name order."""
-    manifests = []
-    for name in ("one", "two"):
-        run = factory("build", *TARGET, "--format", "tar", "--output", str(tmp_path / name))
+def test_two_assemblies_of_one_disk_give_the_same_tree_tar_and_raw_disk_and_bit_identical_orders_the_qcow2(tmp_path, builder):
+    """Image tier 2: the finalised tree is tidied and clamped, the tar is in
+    name order, the filesystem (UUID from the disk key, written again by
+    mke2fs -d at the epoch) and so the raw disk are the same. The second
+    build writes its qcow2 with --bit-identical: the same disk in disk order."""
+    manifests, outs = [], []
+    for name, extra in (("one", []), ("two", ["--bit-identical"])):
+        out = tmp_path / name
+        run = factory("build", *TARGET, "--format", "tar,raw,qcow2", *extra, "--output", str(out))
         assert run.returncode == 0, run.stderr[-4000:]
         manifests.append(json.loads(Path(run.stdout.strip().splitlines()[-1]).read_text()))
+        outs.append(out)
     one, two = manifests
     assert one["tree_sha256"] and one["tree_sha256"] == two["tree_sha256"]
-    assert one["images"]["tar"]["sha256"] == two["images"]["tar"]["sha256"]
+    for fmt in ("tar", "raw"):
+        assert one["images"][fmt]["sha256"] == two["images"][fmt]["sha256"], fmt
+    qcow2 = [out / m["images"]["qcow2"]["file"] for out, m in zip(outs, manifests)]
+    said = factory("diff", *map(str, qcow2))
+    assert said.returncode == 0 and "disks identical" in said.stdout, said.stdout + said.stderr
+    # In disk order: each compressed cluster is stored after the one before it.
+    offsets = qcow2_host_offsets(qcow2[1])
+    assert len(offsets) > 1000 and offsets == sorted(offsets)
+    assert qcow2_host_offsets(qcow2[0]) != sorted(qcow2_host_offsets(qcow2[0]))  # as they finished
+
+
+def qcow2_host_offsets(path: Path) -> list[int]:
+    """Where each compressed guest cluster is stored in a qcow2 file, in guest
+    order (qcow2's L1/L2 tables; `qemu-img map` gives no offset for them).
+    Clusters that did not compress are stored whole, cluster-aligned, and
+    are left out: the compressed bytes after them may fill an earlier gap."""
+    data = path.read_bytes()
+    cluster_bits, = struct.unpack_from(">I", data, 20)
+    l1_size, l1_offset = struct.unpack_from(">IQ", data, 36)
+    compressed_bits = 62 - (cluster_bits - 8)
+    offsets = []
+    for l1 in struct.unpack_from(f">{l1_size}Q", data, l1_offset):
+        l2_offset = l1 & 0x00FFFFFFFFFFFE00
+        if not l2_offset:
+            continue
+        for entry in struct.unpack_from(f">{(1 << cluster_bits) // 8}Q", data, l2_offset):
+            if entry & (1 << 62):
+                offsets.append(entry & ((1 << compressed_bits) - 1))
+    return offsets
 
 
 def test_too_small_image_size_fails_clearly_and_leaves_nothing(tmp_path, builder):

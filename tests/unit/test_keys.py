@@ -211,3 +211,13 @@ def test_assembly_key_of_a_fixed_input():
     key = assembly_key("a" * 64, ("raw", "qcow2"), "3", "zlib", None, "b" * 64, "sha256:" + "c" * 64)
     assert key == assembly_key("a" * 64, ("qcow2", "raw"), "3", "zlib", "", "b" * 64, "sha256:" + "c" * 64)
     assert key == "bcbcfdd1410735b772ebebfc9ff5f718d536c0026109b35efe0493f19d86a612"  # as computed before the key moved to keys.py
+    assert key != assembly_key("a" * 64, ("raw", "qcow2"), "3", "zlib", None, "b" * 64, "sha256:" + "c" * 64, bit_identical=True)
+
+
+def test_the_disk_key_is_the_same_whatever_the_disk_is_written_as():
+    from factory.keys import disk_key
+
+    key = disk_key("a" * 64, "3", "b" * 64, "c" * 64)
+    assert key == disk_key("a" * 64, "3", "b" * 64, "c" * 64)
+    assert len({key, disk_key("d" * 64, "3", "b" * 64, "c" * 64), disk_key("a" * 64, None, "b" * 64, "c" * 64),
+                disk_key("a" * 64, "3", "e" * 64, "c" * 64)}) == 4
