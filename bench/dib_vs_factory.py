@@ -43,7 +43,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engines import SecondEngine  # noqa: E402
 BENCH_ELEMENTS = Path(__file__).resolve().parent / "elements"
 FACTORY = str(Path(sys.executable).parent / "factory")
 AGENT = "13.0.1"
@@ -326,61 +327,6 @@ class Bench:
         if mine:
             subprocess.run(["docker", "rmi", *mine], capture_output=True)
         print(f"removed this run's {len(mine)} layer images", file=sys.stderr)
-
-
-BENCH_BRIDGE = "factory-bench0"
-
-
-class SecondEngine:
-    """Another dockerd: own data root, socket, exec root and bridge, stopped
-    by PID."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        root.mkdir()
-        self.host = f"unix://{root}/docker.sock"
-        self.process: subprocess.Popen | None = None
-
-    def start(self, builder: str) -> float:
-        """Start it and give it the builder image (and its base), as a new
-        machine gets the factory; returns the seconds that took."""
-        started = time.monotonic()
-        # A bridge of its own: with --bridge=none a dockerd deletes docker0,
-        # the host engine's bridge, and every container the host engine
-        # starts after that fails to get a network.
-        subprocess.run(["ip", "link", "add", BENCH_BRIDGE, "type", "bridge"], check=True)
-        subprocess.run(["ip", "addr", "add", "172.31.250.1/24", "dev", BENCH_BRIDGE], check=True)
-        subprocess.run(["ip", "link", "set", BENCH_BRIDGE, "up"], check=True)
-        log = open(self.root / "dockerd.log", "wb")
-        self.process = subprocess.Popen(
-            ["dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
-             "--pidfile", str(self.root / "dockerd.pid"), "-H", self.host, "--bridge", BENCH_BRIDGE,
-             "--iptables=false", "--ip-masq=false"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        for _ in range(60):
-            if subprocess.run(["docker", "-H", self.host, "info"], capture_output=True).returncode == 0:
-                break
-            time.sleep(1)
-        else:
-            raise SystemExit(f"the second dockerd did not answer; see {self.root / 'dockerd.log'}")
-        base_id = subprocess.run(["docker", "image", "inspect", "--format", '{{index .Config.Labels "org.factory.builder.base"}}', builder],
-                                 capture_output=True, text=True).stdout.strip()
-        base = subprocess.run(["docker", "image", "inspect", "--format", "{{index .RepoTags 0}}", base_id],
-                              capture_output=True, text=True).stdout.strip()
-        save = subprocess.Popen(["docker", "save", builder, base], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", self.host, "load", "-q"], stdin=save.stdout, check=True, capture_output=True)
-        save.wait()
-        return time.monotonic() - started
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        subprocess.run(["ip", "link", "delete", BENCH_BRIDGE], capture_output=True)
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def newest_qcow2(folder: Path) -> Path:

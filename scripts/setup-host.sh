@@ -18,7 +18,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 #    and an OCI registry (layer cache).
 packages=(docker.io mmdebstrap debootstrap qemu-utils qemu-system-x86 genisoimage python3 python3-venv rabbitmq-server socat
           ca-certificates e2fsprogs dosfstools util-linux openssh-client)
-test_packages=(swift swift-proxy swift-object swift-container swift-account memcached glance-api docker-registry)
+test_packages=(swift swift-proxy swift-object swift-container swift-account memcached glance-api docker-registry gdisk)
 [ -n "$extra" ] && packages+=("${test_packages[@]}")
 missing=()
 for p in "${packages[@]}"; do

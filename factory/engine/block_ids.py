@@ -5,17 +5,21 @@ same MBR disk identifier.
 
 Runs in the builder under DIB's Python (PyYAML is DIB's own dependency):
     block_ids.py config SEED CONFIG.yaml   give every mkfs node without a uuid one
-    block_ids.py disk-id SEED IMAGE.raw    set an MBR image's disk identifier
+    block_ids.py disk-id SEED IMAGE.raw    set an MBR image's disk identifier, or
+                                           a GPT image's disk and partition GUIDs (sgdisk)
 """
 
 from __future__ import annotations
 
 import hashlib
+import struct
+import subprocess
 import sys
 import uuid
 
 MBR_DISK_ID_OFFSET = 440  # 4 bytes, little endian; the partition table follows
 MBR_SIGNATURE = b"\x55\xaa"  # at 510
+GPT_SIGNATURE = b"EFI PART"  # at the start of LBA 1
 
 
 def fs_uuid(seed: str, name: str) -> str:
@@ -47,15 +51,41 @@ def with_ids(config, seed: str):
     return out
 
 
-def set_disk_id(image: str, seed: str) -> bool:
-    """Write the derived disk identifier into an MBR-partitioned raw image."""
+def gpt_guid(seed: str, what: str) -> str:
+    """A GPT disk GUID ("disk") or partition GUID ("partition-N") from the disk key."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"factory:gpt:{seed}:{what}"))
+
+
+def gpt_partitions(image: str, sector: int = 512) -> list[int] | None:
+    """The numbers of a GPT image's used partition entries; None without a GPT."""
+    with open(image, "rb") as f:
+        f.seek(sector)
+        header = f.read(92)
+        if header[:8] != GPT_SIGNATURE:
+            return None
+        entries_lba, count, size = struct.unpack_from("<QII", header, 72)
+        f.seek(entries_lba * sector)
+        table = f.read(count * size)
+    return [n + 1 for n in range(count) if table[n * size:n * size + 16].strip(b"\0")]
+
+
+def set_disk_id(image: str, seed: str) -> str:
+    """Write the derived identifiers into a raw image: a GPT's disk and
+    partition GUIDs (with sgdisk, which keeps both headers' checksums right),
+    else an MBR's disk identifier. Says what it did."""
+    partitions = gpt_partitions(image)
+    if partitions is not None:
+        cmd = ["sgdisk", f"--disk-guid={gpt_guid(seed, 'disk')}"]
+        cmd += [f"--partition-guid={n}:{gpt_guid(seed, f'partition-{n}')}" for n in partitions]
+        subprocess.run([*cmd, image], check=True, capture_output=True)
+        return f"GPT disk and {len(partitions)} partition GUIDs set"
     with open(image, "r+b") as f:
         f.seek(510)
         if f.read(2) != MBR_SIGNATURE:
-            return False
+            return "no partition table: no disk identifier"
         f.seek(MBR_DISK_ID_OFFSET)
         f.write(disk_id(seed))
-    return True
+    return "disk identifier set"
 
 
 def main(argv: list[str]) -> int:
@@ -68,7 +98,7 @@ def main(argv: list[str]) -> int:
         with open(path, "w") as f:
             yaml.safe_dump(with_ids(config, seed), f, default_flow_style=False)
     elif command == "disk-id":
-        print("disk identifier set" if set_disk_id(path, seed) else "no MBR: disk identifier left as DIB made it")
+        print(set_disk_id(path, seed))
     else:
         raise SystemExit(f"unknown command {command}")
     return 0

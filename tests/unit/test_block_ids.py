@@ -1,9 +1,15 @@
-"""Filesystem UUIDs and the MBR disk identifier from the assembly key
+"""Filesystem UUIDs, the MBR disk identifier and GPT GUIDs from the disk key
 (factory/engine/block_ids.py, run by the assembler under DIB's Python)."""
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 import uuid
+from pathlib import Path
+
+import pytest
 
 from factory.engine import block_ids
 
@@ -35,8 +41,40 @@ def test_the_disk_identifier_is_written_into_an_mbr_image_only(tmp_path):
     sector[510:512] = b"\x55\xaa"
     mbr.write_bytes(bytes(sector) + bytes(512))
     blank.write_bytes(bytes(1024))
-    assert block_ids.set_disk_id(str(mbr), "k" * 64) and not block_ids.set_disk_id(str(blank), "k" * 64)
+    assert block_ids.set_disk_id(str(mbr), "k" * 64) == "disk identifier set"
+    assert block_ids.set_disk_id(str(blank), "k" * 64).startswith("no partition table")
     data = mbr.read_bytes()
     assert data[440:444] == block_ids.disk_id("k" * 64) != block_ids.disk_id("j" * 64)
     assert data[:440] == bytes(440) and data[444:] == bytes(sector[444:]) + bytes(512)  # nothing else moved
     assert blank.read_bytes() == bytes(1024)
+
+
+def _gpt_disk(path: Path) -> None:
+    with open(path, "wb") as f:
+        f.truncate(64 << 20)
+    # Two partitions, GUIDs drawn at random by sgdisk, as DIB's GPT layout makes them.
+    subprocess.run(["sgdisk", "-n", "1:2048:+1M", "-t", "1:EF02", "-n", "2:0:0", "-t", "2:8300", str(path)],
+                   check=True, capture_output=True)
+
+
+def _guids(path: Path) -> list[str]:
+    out = []
+    for n in ("", "1", "2"):
+        info = subprocess.run(["sgdisk", *(["-i", n] if n else ["-p"]), str(path)], capture_output=True, text=True).stdout
+        out += re.findall(r"(?:Disk identifier \(GUID\)|Partition unique GUID): ([0-9A-F-]+)", info)
+    return out
+
+
+@pytest.mark.skipif(not shutil.which("sgdisk"), reason="sgdisk (gdisk) is not installed; scripts/setup-host.sh --test installs it")
+def test_a_gpt_images_disk_and_partition_guids_follow_the_key(tmp_path):
+    one, two = tmp_path / "one.raw", tmp_path / "two.raw"
+    for disk in (one, two):
+        _gpt_disk(disk)
+    assert _guids(one) != _guids(two)  # drawn at random
+    assert block_ids.gpt_partitions(str(one)) == [1, 2]
+    for disk in (one, two):
+        assert block_ids.set_disk_id(str(disk), "k" * 64) == "GPT disk and 2 partition GUIDs set"
+    assert _guids(one) == _guids(two) == [block_ids.gpt_guid("k" * 64, w).upper() for w in ("disk", "partition-1", "partition-2")]
+    assert one.read_bytes() == two.read_bytes()
+    verify = subprocess.run(["sgdisk", "-v", str(one)], capture_output=True, text=True)
+    assert "No problems found" in verify.stdout
