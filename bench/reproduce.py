@@ -23,19 +23,27 @@ import tempfile
 import time
 from pathlib import Path
 
-import docker
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from engines import SecondEngine  # noqa: E402
 
 FACTORY = str(Path(sys.executable).parent / "factory")
 
 
-def own_diffs(client: docker.DockerClient, key: str, parent: str | None) -> list[str]:
-    """The diff digests a layer image adds over its parent's."""
-    layers = client.images.get(f"factory-layer:{key}").attrs["RootFS"]["Layers"]
-    below = client.images.get(f"factory-layer:{parent}").attrs["RootFS"]["Layers"] if parent else []
-    return layers[len(below):]
+def own_diffs(host: str, keys: list[str]) -> list[list[str]]:
+    """The diff digests each layer adds over its parent, read from the engine at `host`."""
+    from factory.engine.docker import client
+    from factory.store import local
+    from factory.stored import layer_tag
+
+    before = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = host
+    client.cache_clear()
+    try:
+        return [local.own_diffs(layer_tag(key)) for key in keys]
+    finally:
+        os.environ.pop("DOCKER_HOST") if before is None else os.environ.update(DOCKER_HOST=before)
+        client.cache_clear()
 
 
 def build(engine: SecondEngine, work: Path, target: list[str]) -> dict:
@@ -51,8 +59,8 @@ def build(engine: SecondEngine, work: Path, target: list[str]) -> dict:
         raise SystemExit(f"the build on {engine.host} failed (exit {run.returncode}); see {work / 'build.log'}")
     manifest_path = Path(run.stdout.strip().splitlines()[-1])
     manifest = json.loads(manifest_path.read_text())
-    client = docker.DockerClient(base_url=engine.host)
-    layers = {l["layer"]: {"key": l["key"], "diffs": own_diffs(client, l["key"], l.get("parent"))} for l in manifest["layers"]}
+    diffs = own_diffs(engine.host, [l["key"] for l in manifest["layers"]])
+    layers = {l["layer"]: {"key": l["key"], "diffs": d} for l, d in zip(manifest["layers"], diffs)}
     return {"seconds": round(time.monotonic() - started, 1), "manifest": str(manifest_path), "layers": layers,
             "tree": manifest.get("tree_sha256"),
             "images": {fmt: {"sha256": i["sha256"], "file": str(manifest_path.parent / i["file"])} for fmt, i in manifest["images"].items()}}
@@ -114,7 +122,6 @@ def main() -> int:
 
 def _builder_tag() -> str:
     """The host engine's builder image (built if missing), given to both engines."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from factory.engine.builder import ensure_builder
     from factory.trust import host_trust
 
