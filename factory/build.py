@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -191,10 +192,27 @@ def check_size_floor(plan: Plan) -> None:
                          "pass a larger --image-size or leave it out")
 
 
+@dataclass
+class Layered:
+    """A target whose layers are in the store: what its assembly needs."""
+    plan: Plan
+    summary: list[dict]
+    stored: list[tuple[str, str]]
+    remote: RemoteCache
+    started: float
+
+
 def build(target: Target, refresh: list[str] | None = None, builder_base: str | None = None,
           compression: str = DEFAULT_COMPRESSION, qemu_options: str | None = None,
           cache: CacheSettings = CacheSettings(), bit_identical: bool = False) -> Path:
     """Build a target; returns its manifest (beside the images it names)."""
+    return assemble_layered(build_target_layers(target, refresh, builder_base, cache), refresh, compression,
+                            qemu_options, cache, bit_identical)
+
+
+def build_target_layers(target: Target, refresh: list[str] | None = None, builder_base: str | None = None,
+                        cache: CacheSettings = CacheSettings()) -> Layered:
+    """The first half of a build: every layer of the target reused, pulled or built."""
     started = time.monotonic()
     gc.remove_orphan_containers()
     for warning in agent.warnings(target.agent, target.mode, target.datastore) + compat.target_warnings(target):
@@ -206,14 +224,21 @@ def build(target: Target, refresh: list[str] | None = None, builder_base: str | 
     remote = RemoteCache(cache)
     summary, stored = _images_and_layers(plan, [s.plan for s in sources if s.plan], list(refresh or []), remote)
     plan.images = [preload.record(s) for s in sources]
+    return Layered(plan, summary, stored, remote, started)
+
+
+def assemble_layered(layered: Layered, refresh: list[str] | None = None, compression: str = DEFAULT_COMPRESSION,
+                     qemu_options: str | None = None, cache: CacheSettings = CacheSettings(),
+                     bit_identical: bool = False) -> Path:
+    """The second half: the artifact from the layers, then the push."""
     assemble_started = time.monotonic()
-    manifest = assemble(plan, host_trust(), search_path(), state_dir(), _cache_dir(),
+    manifest = assemble(layered.plan, host_trust(), search_path(), state_dir(), _cache_dir(),
                         compression=compression, qemu_options=qemu_options, verbose=log.VERBOSE, again=bool(refresh),
                         signing_key=cache.signing_key, bit_identical=bit_identical)
-    summary.append({"layer": "(assemble)", "key": manifest.name.split(".")[0].rsplit("-", 1)[-1],
-                    "state": "done", "seconds": time.monotonic() - assemble_started})
-    _push(stored, remote, summary)
-    print_summary(summary, time.monotonic() - started)
+    summary = layered.summary + [{"layer": "(assemble)", "key": manifest.name.split(".")[0].rsplit("-", 1)[-1],
+                                  "state": "done", "seconds": time.monotonic() - assemble_started}]
+    _push(layered.stored, layered.remote, summary)
+    print_summary(summary, time.monotonic() - layered.started)
     _log.info("artifact ready", manifest=str(manifest))
     return manifest
 

@@ -90,6 +90,7 @@ def build(
     base: Base = None,
     compression: Annotated[str, typer.Option("--compression", help="qcow2 compression: zlib (default, any qemu), zstd (faster, qemu >= 5.1 readers), none.")] = "zlib",
     qemu_img_options: Annotated[Optional[str], typer.Option("--qemu-img-options", help="Extra -o options for qemu-img, comma separated (as DIB).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="With several targets: targets in flight at once; 2 (default) builds the next target's layers while one assembles, 1 builds them in turn.")] = 2,
     bit_identical: Annotated[bool, typer.Option("--bit-identical", help="Write the qcow2's clusters in disk order: every build of this key gives the same file (its compression then runs on one core).")] = False,
     verify: Verify = False,
     cache_from: CacheFrom = [], cache_to: CacheTo = None, cache_required: CacheRequired = False,
@@ -135,9 +136,10 @@ def build(
         if shown != "json":
             typer.echo(f"{name} {key}")
         return
-    for target in targets:
-        manifest = building.build(target, refresh=refresh, builder_base=base, compression=compression,
-                                  qemu_options=qemu_img_options, cache=cache, bit_identical=bit_identical)
+    from factory import matrix
+    from factory.engine.run import remove_own
+
+    def after(manifest: Path) -> None:
         if shown != "json":  # there, the assembly's event names it
             typer.echo(str(manifest))
         if verify:
@@ -153,6 +155,13 @@ def build(
             built = artifacts.load(manifest)
             for destination in publish_to:
                 _print_published(publishing.publish(built, destination, publish_options))
+
+    matrix.build_all(
+        targets,
+        lambda target: building.build_target_layers(target, refresh=refresh, builder_base=base, cache=cache),
+        lambda layered: building.assemble_layered(layered, refresh=refresh, compression=compression,
+                                                  qemu_options=qemu_img_options, cache=cache, bit_identical=bit_identical),
+        after, jobs, remove_own)
 
 
 @app.command()

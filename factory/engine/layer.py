@@ -30,6 +30,8 @@ from factory.stored import LABEL, LAYER_REPO
 from factory.trust import Trust
 
 ROOT_REPO = "factory-root"
+# The host's pip cache, in the hooks folder as the target sees it (elements/trove-guest).
+PIP_CACHE = "pip-cache"
 _log = log.get("engine")
 
 
@@ -121,6 +123,14 @@ class LayerBuild:
             host, inside = self.package_cache
             host.mkdir(parents=True, exist_ok=True)
             binds.append((host, inside, "rw"))
+        # pip's cache, the same way: the agent's downloads and built wheels
+        # serve the next build of any guest layer. Mounted inside the hooks
+        # folder, on a folder made there, so no mount point enters the layer;
+        # an element uses it only if it is there (plain DIB has none).
+        pip_cache = self.cache_dir / "pip"
+        pip_cache.mkdir(parents=True, exist_ok=True)
+        (self.hooks / PIP_CACHE).mkdir(exist_ok=True)
+        binds.append((pip_cache, f"{phases.HOOKS_IN_TARGET}/{PIP_CACHE}", "rw"))
         c = start(image, binds, self._labels_run())
         self.containers.append(c)
         return c

@@ -75,6 +75,19 @@ def remove(container) -> None:
             tie.close()
 
 
+def remove_own() -> list[str]:
+    """Remove the build containers this process started and still runs (a
+    matrix stopping the assemblies of other threads): each exec in them ends,
+    and the thread that started it unwinds through its own cleanup."""
+    me = owners.identity()
+    removed = []
+    for c in client().containers.list(all=True, filters={"label": [f"{LABEL}.building", f"{LABEL}.pid={me['pid']}"]}):
+        if c.labels.get(f"{LABEL}.pid-start") == me["started"] and c.labels.get(f"{LABEL}.pid-namespace") == me["namespace"]:
+            remove(c)
+            removed.append(c.short_id)
+    return removed
+
+
 class PhaseFailed(BuildFailed):
     def __init__(self, message: str, tail: list[str], logfile: Path):
         super().__init__(message)

@@ -177,22 +177,6 @@ def test_a_job_on_a_machine_without_the_layer_pulls_it(pipeline):
     print("\n" + next(l for l in again.stderr.splitlines() if l.startswith(f"datastore {target['top'][:12]} pulled")))
 
 
-def test_the_same_targets_one_after_another_for_the_wall_time(pipeline, tmp_path, registry):
-    """No assertion on speed (this host has 2 cores, and one package cache
-    takes one layer build at a time): the figures go to the report."""
-    _, _, _, _, pipeline_seconds = pipeline
-    project = make_project(tmp_path / "project", registry, tmp_path)  # datastore layers of its own again
-    started = time.monotonic()
-    run = project.factory("build", "--config", "factory.yaml")
-    seconds = time.monotonic() - started
-    ours = [k for layer, k, s in steps(run.stderr) if layer == "datastore"]
-    forget(project, ours)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert [s for layer, k, s in steps(run.stderr) if layer == "datastore"] == ["built", "built"]
-    print(f"\none after another: {seconds:.0f}s wall; the pipeline: {pipeline_seconds:.0f}s "
-          f"(its jobs also pushed every layer to the registry); datastore layers {ours}")
-
-
 @pytest.fixture(scope="module")
 def factory_image(builder):
     """The factory image from the Containerfile, on the base the builder

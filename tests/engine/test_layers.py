@@ -50,10 +50,17 @@ def test_datastore_element_change_rebuilds_only_the_datastore(tmp_path, builder)
 
 
 def test_guest_element_change_rebuilds_guest_and_datastore(tmp_path, builder):
+    from factory.settings import state_dir
+
     env = {"ELEMENTS_PATH": str(edited_element(tmp_path, "trove-guest"))}
     run = factory("build", *TARGET, "--datastore", "postgresql", "--format", "tar", "--output", str(tmp_path), env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.layer_states() == {"base": "cached", "guest": "built", "datastore": "built"}
+    # The agent's downloads went to the host's pip cache, not into the image.
+    cached = [p for p in (state_dir() / "dib-cache" / "pip").rglob("*") if p.is_file()]
+    assert len(cached) > 50
+    names = tarfile.open(next(tmp_path.glob("debian-bookworm-postgresql-*.tar"))).getnames()
+    assert not [n for n in names if "/root/.cache" in n or "pip-cache" in n]
 
 
 def test_second_datastore_reuses_base_and_guest(tmp_path, builder):

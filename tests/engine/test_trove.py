@@ -70,7 +70,7 @@ def test_a_guest_given_another_key_fails_at_prepare(native_image):
     image, man = manifests.artifact_for(native_image)
     guest = verifying.guest_from_manifest(man)
     report = conformance.verify_with_trove(image, guest, man, delivery="cloud-config",
-                                           key_override="not-the-guests-key", first_heartbeat=60, accel="tcg")
+                                           key_override="not-the-guests-key", first_heartbeat=30, accel="tcg")
     by_name = {c.name.split(" (")[0]: c for c in report.checks}
     assert by_name["guest_info.conf present with the injected content"].passed
     assert by_name["guest agent service started"].passed
