@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -92,12 +93,18 @@ def _layer_records(plan: Plan) -> list[dict]:
     return records
 
 
+def _layer_facts(plan: Plan) -> tuple[list[dict], sbom.Inventory, str]:
+    """The manifest's layer records, the top tree's package inventory and the
+    builder's qemu-img version."""
+    return _layer_records(plan), attest.inventory(plan.layers[-1].tag), _qemu_version(plan.builder_image)
+
+
 def _supply_chain(plan: Plan, name: str, key: str, target_json: dict, images: dict, folder: Path,
-                  signing_key: Path | None) -> dict[str, str]:
+                  signing_key: Path | None, inventory: sbom.Inventory) -> dict[str, str]:
     """The image's SBOM (every package of its tree) and provenance statement
     (signed when a key is given), written into the folder; file names by kind."""
     top = plan.layers[-1]
-    document = sbom.document(attest.inventory(top.tag), name, key,
+    document = sbom.document(inventory, name, key,
                              reproducible.source_date_epoch(top.inputs.env), __version__)
     problem = sbom.problems(document)
     if problem:
@@ -166,6 +173,11 @@ def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, 
         env["FACTORY_IN_ORDER"] = "1" if bit_identical else ""
         _log.info("assembling", artifact=name, formats=",".join(target.formats), compression=compression)
         progress.event("assemble", key, "assemble", "running", target=target.name)
+        # What the manifest and SBOM say about the layers is read from them
+        # (a container each) while the assembler runs, not after it.
+        facts = ThreadPoolExecutor(max_workers=1, thread_name_prefix="layer-facts")
+        layer_facts = facts.submit(_layer_facts, plan)
+        facts.shutdown(wait=False)
         try:
             run_assembler(plan.builder_image, binds, env, ["bash", ASSEMBLER_IN_BUILDER], key, logfile, verbose,
                           lambda text: _on_line(key, text))
@@ -183,16 +195,17 @@ def _assemble(plan: Plan, trust: Trust, element_paths: list[Path], state: Path, 
             images[fmt] = {"file": f"{name}.{fmt}", "bytes": part.stat().st_size, "sha256": digest}
         tree = _tree_digest(partial_dir / f"{name}.tar.part") if "tar" in target.formats else None
         target_json = {**asdict(target), "env": log.redact(dict(target.env))}
-        supply = _supply_chain(plan, name, key, target_json, images, partial_dir, signing_key)
+        layer_records, inventory, qemu_img = layer_facts.result()
+        supply = _supply_chain(plan, name, key, target_json, images, partial_dir, signing_key, inventory)
         manifest = Manifest(
             target=target_json,
             assembly_key=key,
             guest_agent=agent.record(target.agent, target.mode, target.datastore),
             datastore_images=plan.images,
-            layers=_layer_records(plan),
+            layers=layer_records,
             images=images,
             tools={"factory": __version__, "diskimage-builder": dib_version(), "builder_image": plan.builder_image,
-                   "qemu-img": _qemu_version(plan.builder_image)},
+                   "qemu-img": qemu_img},
             tree_bytes=tree_kb * 1024,
             seconds=time.monotonic() - started,
             supply_chain=supply,

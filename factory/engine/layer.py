@@ -250,7 +250,9 @@ class LayerBuild:
                     self._outside(builder, phase, out, timings)
             if builder is None:
                 builder = self._builder(merged, privileged=False)
-            exec_in(builder, ["bash", phases.TIDY, phases.TARGET_IN_BUILDER], self.env, out, f"{self.layer.name}: tidying", self.logfile)
+            exec_in(builder, ["bash", phases.TIDY, phases.TARGET_IN_BUILDER],
+                    {**self.env, "TIDIED_LIST": f"{phases.HOOKS_IN_BUILDER}/{phases.TIDIED_LIST}"}, out,
+                    f"{self.layer.name}: tidying", self.logfile)
             self._remove(builder)
             exec_in(target, ["/bin/sh", "-c", phases.REMAKE_INITRAMFS], {**self.env, "HOME": "/root"}, out,
                     f"{self.layer.name}: making the initramfs again", self.logfile)

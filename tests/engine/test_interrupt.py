@@ -68,3 +68,39 @@ def test_kill_during_datastore_layer(engine, builder, tmp_path, sig):
     assert run.returncode == 0, run.stderr[-3000:]
     states = run.layer_states()
     assert states["base"] == "cached" and states["guest"] == "cached"
+
+
+def test_ctrl_c_in_a_matrix_stops_the_assembly_under_way_and_leaves_nothing(engine, builder, tmp_path):
+    """Two targets from one config: postgresql (its layers built by other
+    tests) assembles a qcow2 in the background while redis's datastore layer
+    builds here, held by a slow hook. Ctrl-C then stops both: the assembly's
+    container is removed from this side, its loop devices and work folder
+    released, and nothing is left under a final name."""
+    from tests.chaos import loops_backed_by
+
+    env = {**os.environ, "ELEMENTS_PATH": str(slow_redis(tmp_path))}
+    config = tmp_path / "factory.yaml"
+    config.write_text(json.dumps({"defaults": {"distro": "debian", "release": "bookworm", "agent_source": NATIVE_AGENT[1]},
+                                  "targets": [{"datastore": "postgresql"}, {"datastore": "redis"}]}))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([FACTORY, "--log-format", "json", "-v", "build", "--config", str(config), "--output", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    seen: list[str] = []
+    started = threading.Event()
+
+    def watch():
+        for line in proc.stdout:
+            seen.append(line)
+            if "slow-hook-started" in line:
+                started.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert started.wait(900), "the build never reached redis's datastore layer"
+    assert any('"assembling"' in l for l in seen), "postgresql's assembly had not begun"
+    assert not any('"artifact ready"' in l for l in seen), "postgresql's assembly was over before the interrupt"
+    held = folders_of(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(120) != 0
+    assert leftovers(engine, proc.pid, held) == []
+    assert loops_backed_by(held) == []
+    assert not list(out.glob("*.qcow2")) and not list(out.glob("*.manifest.json"))

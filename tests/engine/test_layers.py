@@ -4,10 +4,12 @@ cached by key, rebuilt exactly when their inputs change."""
 from __future__ import annotations
 
 import json
+import subprocess
 import tarfile
 
 import pytest
 
+from factory.settings import state_dir
 from tests.conftest import NATIVE_AGENT, edited_element, factory
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -30,6 +32,15 @@ def test_build_postgresql_rootfs(tmp_path, builder):
     assert any(n.endswith("/bin/postgres") and "usr/lib/postgresql" in n for n in names)
     assert any(n.endswith("etc/systemd/system/trove-guest.service") for n in names)
     assert not any(n.startswith("./tmp/factory-trust/") and n.endswith(".pem") and tarfile.open(tarballs[0]).getmember(n).size for n in names)
+    # No build-time iSCSI name, in the tree or in the initramfs made at install (first-boot-identities).
+    key = plan(*TARGET, "--datastore", "postgresql")["datastore"]["key"]
+    initramfs = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", f"factory-layer:{key}", "-c",
+                                "cat /etc/iscsi/initiatorname.iscsi; unmkinitramfs /boot/initrd.img-* /tmp/x && "
+                                "find /tmp/x -name initiatorname.iscsi -exec cat {} +"], capture_output=True, text=True)
+    assert initramfs.returncode == 0, initramfs.stderr
+    assert initramfs.stdout.split() == ["GenerateName=yes", "GenerateName=yes"]
+    base_log = (state_dir() / "logs" / f"base-{plan(*TARGET, '--datastore', 'postgresql')['base']['key'][:16]}.log")
+    assert "making the initramfs again" not in base_log.read_text()
 
 
 def test_unchanged_rebuild_is_all_cache_hits(tmp_path, builder):
@@ -50,8 +61,6 @@ def test_datastore_element_change_rebuilds_only_the_datastore(tmp_path, builder)
 
 
 def test_guest_element_change_rebuilds_guest_and_datastore(tmp_path, builder):
-    from factory.settings import state_dir
-
     env = {"ELEMENTS_PATH": str(edited_element(tmp_path, "trove-guest"))}
     run = factory("build", *TARGET, "--datastore", "postgresql", "--format", "tar", "--output", str(tmp_path), env=env)
     assert run.returncode == 0, run.stderr[-3000:]

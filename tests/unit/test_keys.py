@@ -202,7 +202,7 @@ def test_the_engine_fingerprint_is_what_built_layers_carry():
     the phase runner or the tidy-up after it changes, every key changes: update this on purpose."""
     from factory.plan import engine_hash
 
-    assert engine_hash() == "983ebb8ff256e9eb8ce36f9283de8252ee57ef54ac26fc5eea9687e92989fea5"
+    assert engine_hash() == "7e6e3d12b410c00b124c977b78bb13b610a1fc63e0d039457c0a1e83cd2e6eff"
 
 
 def test_assembly_key_of_a_fixed_input():
