@@ -34,8 +34,9 @@ TIDY = "/tmp/factory/dib-tidy"
 TIDY_SOURCE = Path(__file__).with_name("dib-tidy")
 # After the tidy-up, in the target: an initramfs this layer made is made
 # again (mkinitramfs honours SOURCE_DATE_EPOCH) if it may hold a copy of an
-# identity the tidy-up changed: one of the same file name (a hook may copy a
-# file elsewhere: open-iscsi's initiator name lands in /etc). The tidy-up
+# identity the tidy-up changed: a file of the same name under its etc/ or
+# var/ (a hook may copy a file elsewhere: open-iscsi's initiator name lands
+# in etc/; usr/bin/hostname is a program, not /etc/hostname). The tidy-up
 # names what it changed in TIDIED_LIST; most layers change nothing an
 # initramfs holds, and making one costs about 25 s.
 TIDIED_LIST = "tidied"  # in the hooks folder
@@ -45,7 +46,7 @@ REMAKE_INITRAMFS = (
     'command -v update-initramfs >/dev/null 2>&1 || exit 0; '
     'names=$(sed "s:.*/::" "$list" | sort -u); '
     'for initrd in $(find /boot -maxdepth 1 -name "initrd.img-*" -newermt "@$SOURCE_DATE_EPOCH" 2>/dev/null); do '
-    '  if ! command -v lsinitramfs >/dev/null 2>&1 || lsinitramfs "$initrd" | sed "s:.*/::" | grep -Fxq -e "$names"; then '
+    '  if ! command -v lsinitramfs >/dev/null 2>&1 || lsinitramfs "$initrd" | grep -E "^(etc|var)/" | sed "s:.*/::" | grep -Fxq -e "$names"; then '
     '    echo "making the initramfs again: it may hold a copy of one of" $names; exec update-initramfs -u -k all; fi; '
     'done'
 )

@@ -202,7 +202,7 @@ def test_the_engine_fingerprint_is_what_built_layers_carry():
     the phase runner or the tidy-up after it changes, every key changes: update this on purpose."""
     from factory.plan import engine_hash
 
-    assert engine_hash() == "7e6e3d12b410c00b124c977b78bb13b610a1fc63e0d039457c0a1e83cd2e6eff"
+    assert engine_hash() == "0ae9cdb8ad2e0515fd517c46cf90df758fd6a75b05223a0e74b869017554f167"
 
 
 def test_assembly_key_of_a_fixed_input():
