@@ -33,6 +33,24 @@ ROOT_REPO = "factory-root"
 # The host's pip cache, in the hooks folder as the target sees it (elements/trove-guest).
 PIP_CACHE = "pip-cache"
 _log = log.get("engine")
+# The root phase writes its new tree (debootstrap's few hundred MB) into
+# memory, as disk-image-create does with its tmpfs: measured 27.6 s for the
+# root phase into a folder on disk. Device nodes and programs run from it.
+ROOT_TMPFS = "rw,exec,dev,suid,mode=0755,size=4g"
+ROOT_TMPFS_NEEDS = 6 << 30  # bytes of MemAvailable; below that, a folder on disk
+
+
+def tmpfs_fits(meminfo: str | None = None) -> bool:
+    """Whether the host has memory to spare for the root tree in tmpfs."""
+    if meminfo is None:
+        try:
+            meminfo = Path("/proc/meminfo").read_text()
+        except OSError:
+            return False
+    for line in meminfo.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024 >= ROOT_TMPFS_NEEDS
+    return False
 
 
 @dataclass
@@ -98,10 +116,12 @@ class LayerBuild:
     def _labels_run(self) -> dict[str, str]:
         return run_labels(self.layer.key)
 
-    def _builder(self, target_root: str, privileged: bool):
+    def _builder(self, target_root: str | None, privileged: bool):
+        """A builder container seeing `target_root` at TARGET_ROOT, or, with
+        None, a tmpfs there (the root phase's new tree)."""
         binds = [
             (self.hooks, phases.HOOKS_IN_BUILDER, "rw"),
-            (target_root, phases.TARGET_IN_BUILDER, "rw"),
+            *([(target_root, phases.TARGET_IN_BUILDER, "rw")] if target_root else []),
             (self.work / "builder", phases.WORK_IN_BUILDER, "rw"),
             (self.cache_dir, phases.CACHE_IN_BUILDER, "rw"),
             (visible(phases.RUNNER_SOURCE), phases.PHASE_RUNNER, "ro"),
@@ -110,7 +130,9 @@ class LayerBuild:
             *self.trust.mounts(),
         ]
         (self.work / "builder").mkdir(exist_ok=True)
-        extra = ELEVATED if privileged else {}
+        extra = dict(ELEVATED) if privileged else {}
+        if not target_root:
+            extra["tmpfs"] = {phases.TARGET_IN_BUILDER: ROOT_TMPFS}
         c = start(self.builder_image, binds, self._labels_run(), **extra)
         self.containers.append(c)
         return c
@@ -168,9 +190,10 @@ class LayerBuild:
 
     def _root(self, out: Output, timings: list[PhaseTiming]) -> str:
         """Run root.d into an empty tree and import it; returns the image id."""
-        tree = self.work / "root"
-        tree.mkdir()
-        builder = self._builder(str(tree), privileged=True)
+        tree = None if tmpfs_fits() else self.work / "root"
+        if tree:
+            tree.mkdir()
+        builder = self._builder(str(tree) if tree else None, privileged=True)
         self._outside(builder, "root", out, timings)
         # As disk-image-create's create_base: keep the tree's resolv.conf aside
         # (restored at finalise) and release anything root.d left mounted.
@@ -195,7 +218,8 @@ class LayerBuild:
         client().api.import_image_from_file(str(tarball), repository=ROOT_REPO, tag=tag)
         tarball.unlink()
         self._timed("import root tree", started, timings)
-        shutil.rmtree(tree, ignore_errors=True)
+        if tree:
+            shutil.rmtree(tree, ignore_errors=True)
         self.root_image = f"{ROOT_REPO}:{tag}"
         return self.root_image
 
