@@ -96,7 +96,7 @@ def _layer_records(plan: Plan) -> list[dict]:
 def _layer_facts(plan: Plan) -> tuple[list[dict], sbom.Inventory, str]:
     """The manifest's layer records, the top tree's package inventory and the
     builder's qemu-img version."""
-    return _layer_records(plan), attest.inventory(plan.layers[-1].tag), _qemu_version(plan.builder_image)
+    return _layer_records(plan), attest.layer_inventory(plan.layers[-1].key), _qemu_version(plan.builder_image)
 
 
 def _supply_chain(plan: Plan, name: str, key: str, target_json: dict, images: dict, folder: Path,

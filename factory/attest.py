@@ -12,6 +12,7 @@ the pull gave, and that the SBOM is the one the statement names.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -59,14 +60,36 @@ def inventory(image: str) -> sbom.Inventory:
     """The packages installed in an image's tree. A tree with no shell (a
     layer that only adds files, say) has no package database to read: its
     inventory is empty rather than an error that stops a push."""
+    return sbom.parse(_inventory_text(image))
+
+
+def _inventory_text(image: str) -> str:
     try:
         out = run_output(image, ["sh", "-c", sbom.INVENTORY])
     except docker.errors.APIError as e:
         if "executable file not found" not in str(getattr(e, "explanation", "") or e):
             raise
         _log.warning("no shell in the tree: its SBOM lists no packages", image=image)
-        return sbom.Inventory("unknown", "", ())
-    return sbom.parse(out.decode(errors="replace"))
+        return ""
+    return out.decode(errors="replace")
+
+
+def layer_inventory(key: str) -> sbom.Inventory:
+    """inventory() of a layer's tree, kept beside its documents for the image
+    it was read from: read once (a container, about a second), not again for
+    the SBOM of each layer built on it and of each image assembled from it."""
+    image = _image(key)
+    if image is None:
+        return inventory(layer_tag(key))
+    kept = folder(key) / f"inventory-{image.id.split(':')[-1]}.txt"
+    if kept.is_file():
+        return sbom.parse(kept.read_text())
+    text = _inventory_text(layer_tag(key))
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    partial = kept.with_name(f".{kept.name}.{os.getpid()}.part")
+    partial.write_text(text)
+    partial.rename(kept)
+    return sbom.parse(text)
 
 
 def layer_inputs(image) -> dict:
@@ -91,8 +114,8 @@ def ensure(key: str, signing_key: Path | None = None) -> dict[str, bytes]:
         labels, inputs = image.labels or {}, layer_inputs(image)
         parent_key = labels.get(f"{LABEL}.parent") or None
         parent = _image(parent_key) if parent_key else None
-        tree = inventory(layer_tag(key))
-        layer_sbom = sbom.document(sbom.added(tree, inventory(layer_tag(parent_key)) if parent else None),
+        tree = layer_inventory(key)
+        layer_sbom = sbom.document(sbom.added(tree, layer_inventory(parent_key) if parent else None),
                                    f"{labels.get(f'{LABEL}.layer', 'layer')} layer", key,
                                    reproducible.source_date_epoch(inputs.get("env") or {}), __version__).encode()
         statement = provenance.layer_statement(key, image.id, image.attrs["RootFS"]["Layers"], inputs,

@@ -21,7 +21,7 @@ import docker
 from factory import log, owners, progress
 from factory.engine import phases
 from factory.engine.docker import client
-from factory.engine.run import ELEVATED, Bind, Output, PhaseFailed, exec_in, remove, run_labels, start
+from factory.engine.run import ELEVATED, Bind, Output, PhaseFailed, exec_in, remove, remove_later, run_labels, start
 from factory.errors import FactoryError
 from factory.hostpaths import visible
 from factory.layers import INSIDE_PHASES
@@ -286,6 +286,8 @@ class LayerBuild:
             conf = {"Cmd": ["/bin/bash"], "Labels": _labels(self.layer, self.target_name)}
             target.commit(repository=self.commit_as[0], tag=self.commit_as[1], conf=conf)
             self._timed("commit", committing, timings)
+            self.containers.remove(target)
+            remove_later(target)
             return LayerResult(self.layer.name, self.layer.key, time.monotonic() - started, timings)
         finally:
             out.close()

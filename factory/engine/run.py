@@ -4,6 +4,7 @@ get, bind mounts, and exec with its output logged and its tail kept."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -73,6 +74,17 @@ def remove(container) -> None:
     finally:
         if tie is not None:
             tie.close()
+
+
+def remove_later(container) -> threading.Thread:
+    """Remove a container in the background. A committed layer's container
+    still holds a copy of every file the layer wrote; deleting them takes
+    about a second for a large layer, which the next layer need not wait
+    for. Not a daemon thread: the process waits for it before it exits
+    (Ctrl-C included); after a kill, the orphan sweep removes the container."""
+    thread = threading.Thread(target=remove, args=(container,), name=f"remove-{container.short_id}")
+    thread.start()
+    return thread
 
 
 def remove_own() -> list[str]:
