@@ -61,7 +61,10 @@ if ! "$docker_cli" info >/dev/null 2>&1; then
         as_root systemctl start docker
     else
         say "starting dockerd (log: /var/log/factory-dockerd.log)"
-        as_root sh -c 'nohup dockerd >/var/log/factory-dockerd.log 2>&1 &'
+        # Outlives this script: it must not hold the caller's other open
+        # files (a lock, a pipe), or whoever waits on them waits forever.
+        as_root bash -c 'for fd in /proc/$$/fd/*; do fd=${fd##*/}; [ "$fd" -le 2 ] || eval "exec $fd>&-" 2>/dev/null; done
+                         nohup setsid dockerd </dev/null >/var/log/factory-dockerd.log 2>&1 &'
     fi
     for _ in $(seq 1 60); do
         "$docker_cli" info >/dev/null 2>&1 && break

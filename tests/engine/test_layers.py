@@ -82,6 +82,17 @@ def test_guest_element_change_rebuilds_guest_and_datastore(tmp_path, builder):
     assert not [n for n in names if n.startswith(("./root/.cache", "./tmp/in_target.d/pip-cache"))]
 
 
+def test_an_agent_release_pip_cannot_resolve_fails_clearly_and_leaves_no_wheelhouse(tmp_path, builder):
+    houses = state_dir() / "dib-cache" / "pip" / "wheelhouse"
+    run = factory("build", "--distro", "debian", "--release", "bookworm", "--agent-source", "pypi:13.0.99",
+                  "--datastore", "postgresql", "--format", "tar", "--output", str(tmp_path))
+    assert run.returncode != 0
+    assert "could not resolve trove==13.0.99 (with agent-constraints-13.txt) from the package index" in run.stderr
+    # Neither a wheelhouse that a later build would trust nor a half-made one.
+    assert not list(houses.glob("trove==13.0.99-*"))
+    assert not list(tmp_path.glob("*.tar"))
+
+
 def test_second_datastore_reuses_base_and_guest(tmp_path, builder):
     env = {"ELEMENTS_PATH": str(edited_element(tmp_path, "debian-redis"))}
     run = factory("build", *TARGET, "--datastore", "redis", "--format", "tar", "--output", str(tmp_path), env=env)
