@@ -54,8 +54,8 @@ OPTIONS: tuple[Option, ...] = (
            "DIB_JOURNAL_SIZE"),
     Option(("--mkfs-options",), "OPTS", "extra mkfs options", REFUSED, "the assembly's mkfs options are its own "
            "(inode ratio, journal)"),
-    Option(("--min-tmpfs",), "GB", "tmpfs size needed", NOTED, "layers are built in containers, never in tmpfs"),
-    Option(("--no-tmpfs",), None, "do not build in tmpfs", NOTED, "layers are built in containers, never in tmpfs"),
+    Option(("--min-tmpfs",), "GB", "tmpfs size needed", NOTED, "layers are built in containers; only the base layer's root tree (debootstrap) is made in a tmpfs, and only when the host has 6 GiB of memory available"),
+    Option(("--no-tmpfs",), None, "do not build in tmpfs", NOTED, "layers are built in containers; only the base layer's root tree (debootstrap) is made in a tmpfs, and only when the host has 6 GiB of memory available"),
     Option(("--offline",), None, "do not update cached resources", NOTED, "cached layers are never refreshed "
            "unless asked (factory build --refresh); a missing layer is built as usual"),
     Option(("--qemu-img-options",), "OPTS", "qemu-img -o options", HONOURED, "qemu-img convert -o OPTS"),
