@@ -27,6 +27,9 @@ class Option:
 
 
 # Every option of disk-image-create (its `getopt` call), in its own order.
+_TMPFS = ("layers are built in containers; only the base layer's root tree (debootstrap) is made in a tmpfs, "
+          "and only when the host has 6 GiB of memory available")
+
 OPTIONS: tuple[Option, ...] = (
     Option(("-a",), "ARCH", "image architecture", HONOURED, "the target's arch (amd64, arm64)"),
     Option(("-o",), "NAME", "image file name", HONOURED, "NAME.qcow2 (NAME.<type> each -t) where DIB puts it, "
@@ -54,8 +57,8 @@ OPTIONS: tuple[Option, ...] = (
            "DIB_JOURNAL_SIZE"),
     Option(("--mkfs-options",), "OPTS", "extra mkfs options", REFUSED, "the assembly's mkfs options are its own "
            "(inode ratio, journal)"),
-    Option(("--min-tmpfs",), "GB", "tmpfs size needed", NOTED, "layers are built in containers; only the base layer's root tree (debootstrap) is made in a tmpfs, and only when the host has 6 GiB of memory available"),
-    Option(("--no-tmpfs",), None, "do not build in tmpfs", NOTED, "layers are built in containers; only the base layer's root tree (debootstrap) is made in a tmpfs, and only when the host has 6 GiB of memory available"),
+    Option(("--min-tmpfs",), "GB", "tmpfs size needed", NOTED, _TMPFS),
+    Option(("--no-tmpfs",), None, "do not build in tmpfs", NOTED, _TMPFS),
     Option(("--offline",), None, "do not update cached resources", NOTED, "cached layers are never refreshed "
            "unless asked (factory build --refresh); a missing layer is built as usual"),
     Option(("--qemu-img-options",), "OPTS", "qemu-img -o options", HONOURED, "qemu-img convert -o OPTS"),
